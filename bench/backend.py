@@ -1,0 +1,125 @@
+"""The framework-neutral Backend contract that impl_torch and impl_tf implement.
+
+Arrays crossing this boundary are numpy: images are float32 (N, C, H, W) in the canonical layout, labels
+int64 (N,), logits float32 (N, num_classes), weights bench.spec.Weights. A backend converts to its native
+layout inside its own methods. This module imports no framework, so the harness runs without either.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from bench.spec import ModelSpec, TrainRecipe, Weights
+
+# Import paths of the real backends, by framework name. Tests add fake backends by import path.
+BACKENDS = {
+    "torch": "impl_torch.backend:TorchBackend",
+    "tf": "impl_tf.backend:TFBackend",
+}
+
+
+@dataclass
+class EpochReport:
+    """What a backend tells the caller after each training epoch."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    seconds: float
+    samples: int
+
+
+@dataclass
+class TrainData:
+    """Training arrays plus the per-epoch batch order shared by both backends."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    batch_order: Callable[[int], Iterator[np.ndarray]]  # epoch -> index arrays, one per batch
+
+
+@dataclass
+class TrainResult:
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)
+    samples_per_epoch: int = 0
+
+
+@dataclass
+class NativeRuntime:
+    """A framework's own inference path, split so that timing covers `run` alone.
+
+    `prepare` converts canonical numpy images to the framework's input once, outside the timed loop;
+    `run` is the inference call that is timed; `to_numpy` converts its output for comparison.
+    """
+
+    prepare: Callable[[np.ndarray], Any]
+    run: Callable[[Any], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    description: str = ""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One framework's implementation of the steps a strategy is made of."""
+
+    name: str
+
+    def configure(self, threads: int, seed: int) -> dict[str, Any]:
+        """Fix thread counts and seeds before anything else; return the settings actually in force."""
+
+    def versions(self) -> dict[str, str]:
+        """Library versions that matter for this backend's numbers."""
+
+    def build(self, spec: ModelSpec) -> Any:
+        """Build an untrained model for `spec`; the returned handle is opaque to the harness."""
+
+    def set_weights(self, model: Any, spec: ModelSpec, weights: Weights) -> None:
+        """Load canonical weights into `model`."""
+
+    def get_weights(self, model: Any, spec: ModelSpec) -> Weights:
+        """Export `model`'s weights in the canonical layout."""
+
+    def count_parameters(self, model: Any) -> int:
+        """Scalars the framework itself reports as the model's parameters."""
+
+    def train(
+        self,
+        model: Any,
+        recipe: TrainRecipe,
+        data: TrainData,
+        on_epoch: Callable[[EpochReport], None],
+    ) -> TrainResult:
+        """Train in place with `recipe`, visiting batches in `data.batch_order(epoch)`."""
+
+    def predict(self, model: Any, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Return logits for canonical (N, C, H, W) float32 images, in inference mode."""
+
+    def export_onnx(self, model: Any, spec: ModelSpec, path: Path) -> None:
+        """Write an ONNX model (opset 18) with input "input" (batch, C, H, W) and output "logits"."""
+
+    def runtimes(self, model: Any, spec: ModelSpec) -> dict[str, NativeRuntime]:
+        """Native inference paths by runtime name ("torch-eager", "tf-function", ...), for timing."""
+
+
+def load_backend(framework: str, import_path: str | None = None) -> Backend:
+    """Import and instantiate the backend for `framework`, or the class at `import_path`."""
+    path = import_path or BACKENDS.get(framework)
+    if path is None:
+        raise ValueError(f"unknown framework {framework!r}; valid frameworks: {', '.join(BACKENDS)}")
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        extra = {"torch": "torch", "tf": "tf"}.get(framework, "all")
+        raise ImportError(
+            f"backend {framework!r} could not be imported ({error}); install it with "
+            f"`pip install -e '.[{extra}]'`"
+        ) from error
+    return getattr(module, class_name)()

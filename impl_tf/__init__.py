@@ -1,0 +1,1 @@
+"""The TensorFlow/Keras backend of twinbench."""

@@ -1,0 +1,105 @@
+"""TFBackend: the bench.backend.Backend contract implemented with TensorFlow 2 and Keras 3 (CPU)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bench.backend import EpochReport, NativeRuntime, TrainData, TrainResult
+from bench.spec import ModelSpec, TrainRecipe, Weights
+from impl_tf import export, models, train, weights
+
+
+def to_nhwc(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+class TFBackend:
+    name = "tf"
+
+    def configure(self, threads: int, seed: int) -> dict[str, Any]:
+        # Thread pools must be sized before TensorFlow's runtime starts.
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(seed)
+        return {
+            "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf_op_determinism": True,
+            "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPU)"),
+            "tf32": False,
+            "device": "cpu",
+        }
+
+    def versions(self) -> dict[str, str]:
+        return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": _tf2onnx_version()}
+
+    def build(self, spec: ModelSpec) -> keras.Model:
+        return models.build_model(spec)
+
+    def set_weights(self, model: keras.Model, spec: ModelSpec, weights_: Weights) -> None:
+        weights.set_weights(model, spec, weights_)
+
+    def get_weights(self, model: keras.Model, spec: ModelSpec) -> Weights:
+        return weights.get_weights(model, spec)
+
+    def count_parameters(self, model: keras.Model) -> int:
+        return int(model.count_params())
+
+    def train(
+        self,
+        model: keras.Model,
+        recipe: TrainRecipe,
+        data: TrainData,
+        on_epoch: Callable[[EpochReport], None],
+    ) -> TrainResult:
+        return train.train_model(model, recipe, data, on_epoch)
+
+    def predict(self, model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        infer = _compiled_inference(model)
+        outputs = [
+            infer(tf.constant(to_nhwc(images[start : start + batch_size]))).numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(outputs)
+
+    def export_onnx(self, model: keras.Model, spec: ModelSpec, path: Path) -> None:
+        export.export_onnx(model, spec, path)
+
+    def runtimes(self, model: keras.Model, spec: ModelSpec) -> dict[str, NativeRuntime]:
+        def prepare(images: np.ndarray) -> tf.Tensor:
+            return tf.constant(to_nhwc(images))
+
+        return {
+            "tf-eager": NativeRuntime(
+                prepare=prepare,
+                run=lambda batch: model(batch, training=False),
+                to_numpy=lambda output: output.numpy(),
+                description="Keras 3 model called eagerly, CPU, float32",
+            ),
+            "tf-function": NativeRuntime(
+                prepare=prepare,
+                run=_compiled_inference(model),
+                to_numpy=lambda output: output.numpy(),
+                description="Keras 3 model inside tf.function (graph mode, no XLA), CPU, float32",
+            ),
+        }
+
+
+def _compiled_inference(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    height, width, channels = model.input_shape[1:]
+    signature = [tf.TensorSpec((None, height, width, channels), tf.float32)]
+    return tf.function(lambda batch: model(batch, training=False), input_signature=signature)
+
+
+def _tf2onnx_version() -> str:
+    import tf2onnx
+
+    return tf2onnx.__version__

@@ -1,0 +1,99 @@
+"""TorchBackend: the bench.backend.Backend contract implemented with PyTorch (CPU, eager)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.backend import EpochReport, NativeRuntime, TrainData, TrainResult
+from bench.spec import ModelSpec, TrainRecipe, Weights
+from impl_torch import export, models, train, weights
+
+
+class TorchBackend:
+    name = "torch"
+
+    def configure(self, threads: int, seed: int) -> dict[str, Any]:
+        # Inter-op threads can only be set before the first parallel work in the process.
+        torch.set_num_interop_threads(1)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        return {
+            "torch_intra_op_threads": torch.get_num_threads(),
+            "torch_inter_op_threads": torch.get_num_interop_threads(),
+            "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "torch_tf32": False,
+            "torch_mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+            "device": "cpu",
+        }
+
+    def versions(self) -> dict[str, str]:
+        import onnxscript
+        import torchvision
+
+        return {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "onnxscript": onnxscript.__version__,
+        }
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        return models.build_model(spec)
+
+    def set_weights(self, model: nn.Module, spec: ModelSpec, weights_: Weights) -> None:
+        weights.set_weights(model, spec, weights_)
+
+    def get_weights(self, model: nn.Module, spec: ModelSpec) -> Weights:
+        return weights.get_weights(model, spec)
+
+    def count_parameters(self, model: nn.Module) -> int:
+        return sum(parameter.numel() for parameter in model.parameters())
+
+    def train(
+        self,
+        model: nn.Module,
+        recipe: TrainRecipe,
+        data: TrainData,
+        on_epoch: Callable[[EpochReport], None],
+    ) -> TrainResult:
+        return train.train_model(model, recipe, data, on_epoch)
+
+    def predict(self, model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        model.eval()
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+                outputs.append(model(batch).numpy())
+        return np.concatenate(outputs)
+
+    def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
+        export.export_onnx(model, spec, path)
+
+    def runtimes(self, model: nn.Module, spec: ModelSpec) -> dict[str, NativeRuntime]:
+        model.eval()
+
+        def run_eager(batch: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return model(batch)
+
+        return {
+            "torch-eager": NativeRuntime(
+                prepare=lambda images: torch.from_numpy(np.ascontiguousarray(images)),
+                run=run_eager,
+                to_numpy=lambda output: output.numpy(),
+                description="PyTorch eager mode under torch.inference_mode, CPU, float32",
+            ),
+        }
