@@ -1,0 +1,243 @@
+"""Command-line interface: `python -m bench COMMAND`.
+
+Terms used in every command: a *profile* sizes a run; a *cell* is one (framework, strategy, dataset,
+model, seed) combination, run in its own process; a *record* is the JSON file a cell leaves in the run
+directory; a *runtime* is one inference path of a cell (torch-eager, tf-function, onnxruntime, ...);
+the *report* is the tables built from records alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bench.spec import DEFAULT_PROFILE, FRAMEWORKS, MODELS, PROFILES, STRATEGIES, get_profile
+
+log = logging.getLogger("bench")
+
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        log.error("%s", error)
+        return 2
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    from bench.worker import quiet_library_loggers
+
+    quiet_library_loggers()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="twinbench: the same network in PyTorch and TensorFlow, trained, exported to ONNX "
+        "and measured by one harness.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_all = commands.add_parser("all", help="run every cell of a profile and build the report")
+    _add_run_options(run_all)
+    run_all.set_defaults(handler=command_all)
+
+    run_some = commands.add_parser("run", help="run the cells of one framework/strategy selection")
+    _add_run_options(run_some)
+    run_some.add_argument("--framework", choices=FRAMEWORKS, help="only this framework")
+    run_some.add_argument("--strategy", help=f"only this strategy (one of: {', '.join(STRATEGIES)})")
+    run_some.add_argument("--dataset", help="dataset instead of the profile's")
+    run_some.set_defaults(handler=command_all)
+
+    listing = commands.add_parser("list", help="list models, strategies, datasets, runtimes and profiles")
+    listing.add_argument("--data-dir", type=Path, help="also look for datasets in this directory")
+    listing.set_defaults(handler=command_list)
+
+    report = commands.add_parser("report", help="rebuild results.csv and README.md from stored records")
+    report.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: the latest under RESULTS_DIR/runs)")
+    report.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where tables are written (default: results)")
+    report.set_defaults(handler=command_report)
+
+    data = commands.add_parser("data", help="locate and verify datasets, or download one")
+    data.add_argument("--dataset", help="one dataset (default: all)")
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        help="look here first; --download writes here (default: $TWINBENCH_DATA_DIR/NAME or ~/.cache/twinbench/NAME)",
+    )
+    data.add_argument("--download", action="store_true", help="download the dataset with checksum verification")
+    data.set_defaults(handler=command_data)
+
+    env = commands.add_parser("env", help="print the environment and fairness manifest as JSON")
+    env.set_defaults(handler=command_env)
+
+    parity = commands.add_parser("parity", help="check that both backends compute the same network")
+    parity.add_argument("--model", default="lenet5", choices=sorted(MODELS), help="model spec to check")
+    parity.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and the input batch")
+    parity.add_argument("--batch-size", type=int, default=32, help="images in the random input batch")
+    parity.set_defaults(handler=command_parity)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"run size: {', '.join(f'{name} ({p.description})' for name, p in PROFILES.items())}; default {DEFAULT_PROFILE}",
+    )
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="root of runs and tables (default: results)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR, skipping cells that already have a finished record")
+    parser.add_argument("--data-dir", type=Path, help="look for dataset files here first")
+    parser.add_argument("--epochs", type=int, help="training epochs (overrides the profile)")
+    parser.add_argument("--learning-rate", type=float, help="SGD learning rate (overrides the profile)")
+    parser.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2 (overrides the profile)")
+    parser.add_argument("--train-limit", type=int, help="use at most this many training images")
+    parser.add_argument("--test-limit", type=int, help="use at most this many test images")
+    parser.add_argument("--threads", type=int, help="threads per framework and ONNX Runtime (default: physical cores)")
+    parser.add_argument("--frameworks", type=_name_list, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
+    parser.add_argument("--no-report", action="store_true", help="write records only, skip the tables")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def command_all(args: argparse.Namespace) -> int:
+    from bench.runner import run_profile
+    from bench.store import RunDir, new_run_id
+
+    profile = get_profile(args.profile).with_overrides(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        seeds=args.seeds,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        threads=args.threads,
+        frameworks=args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
+        strategies=(args.strategy,) if getattr(args, "strategy", None) else None,
+        dataset=getattr(args, "dataset", None),
+    )
+    if args.resume:
+        if not args.resume.is_dir():
+            raise FileNotFoundError(f"--resume {args.resume}: no such run directory")
+        run_dir = RunDir(args.resume)
+    else:
+        run_dir = RunDir(args.results_dir / "runs" / new_run_id())
+    log.info("run %s: profile %s, records in %s", run_dir.run_id, profile.name, run_dir.path)
+
+    summary = run_profile(profile, run_dir, data_dir=args.data_dir, resume=bool(args.resume))
+
+    if not args.no_report and summary.statuses:
+        from bench.report import build_report
+
+        paths = build_report(run_dir, args.results_dir)
+        log.info("report: %s, %s", paths["markdown"], paths["csv"])
+    _print_summary(summary)
+    return summary.exit_code
+
+
+def _print_summary(summary) -> None:
+    counts: dict[str, int] = {}
+    for status in summary.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    parts = [f"{count} {status}" for status, count in sorted(counts.items())]
+    if summary.skipped:
+        parts.append(f"{len(summary.skipped)} skipped (already finished)")
+    print(f"cells: {', '.join(parts) or 'none run'}; records in {summary.run_dir}")
+    for cell_id, status in summary.failures.items():
+        print(f"  {status}: {cell_id} (see {summary.run_dir / 'records' / (cell_id + '.json')})")
+    if summary.interrupted:
+        print(f"interrupted; continue with: python -m bench all --resume {summary.run_dir}")
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+    from bench.store import RunDir, latest_run_dir
+
+    run_dir = RunDir(args.run_dir) if args.run_dir else latest_run_dir(args.results_dir / "runs")
+    paths = build_report(run_dir, args.results_dir)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    log.info("wrote %s and %s", paths["markdown"], paths["csv"])
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    from bench.data import list_datasets
+
+    print("models:")
+    for name, factory in MODELS.items():
+        spec = factory()
+        print(f"  {name:<16} {spec.count_parameters():>8,} parameters  {spec.description}")
+    print("strategies:")
+    for name, strategy in STRATEGIES.items():
+        print(f"  {name:<16} {strategy.description}")
+    print("datasets:")
+    for entry in list_datasets(args.data_dir):
+        where = entry.get("location") or "not found"
+        print(f"  {entry['name']:<16} {entry['description']} [{where}]")
+    print("runtimes:")
+    print("  torch-eager      PyTorch eager mode (framework torch)")
+    print("  tf-eager         Keras model called eagerly (framework tf)")
+    print("  tf-function      Keras model inside tf.function (framework tf)")
+    print("  onnxruntime      ONNX Runtime CPU on the cell's own ONNX export (both frameworks)")
+    print("profiles:")
+    for name, profile in PROFILES.items():
+        marker = " (default)" if name == DEFAULT_PROFILE else ""
+        print(f"  {name:<16} {profile.description}{marker}")
+    return 0
+
+
+def command_data(args: argparse.Namespace) -> int:
+    from bench.data import DATASETS, download_dataset, verify_dataset
+
+    names = [args.dataset] if args.dataset else list(DATASETS)
+    if args.download:
+        if not args.dataset:
+            raise ValueError("--download needs --dataset NAME")
+        path = download_dataset(args.dataset, args.data_dir)
+        log.info("downloaded %s to %s", args.dataset, path)
+    status = 0
+    for name in names:
+        try:
+            provenance = verify_dataset(name, args.data_dir)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"{name}: NOT AVAILABLE\n  {str(error).replace(chr(10), chr(10) + '  ')}")
+            status = 1 if args.dataset else status
+            continue
+        print(f"{name}: ok, {provenance['train_size']} train / {provenance['test_size']} test from {provenance['source']}")
+        for entry in provenance.get("files", []):
+            print(f"  {entry['sha256']}  {entry['bytes']:>10}  {entry['path']}")
+    return status
+
+
+def command_env(args: argparse.Namespace) -> int:
+    from bench.measure import environment
+
+    print(json.dumps(environment(), indent=2, default=str))
+    return 0
+
+
+def command_parity(args: argparse.Namespace) -> int:
+    from bench.parity import check_architecture_parity
+
+    report = check_architecture_parity(args.model, args.seed, args.batch_size)
+    print(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1

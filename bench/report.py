@@ -1,0 +1,285 @@
+"""Build result tables from stored records alone: results.csv and a Markdown README.
+
+One row per (cell, runtime). A cell that failed, crashed, timed out or is missing has one row with
+its status and no numbers, so a gap is visible as a gap and never as a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.store import STATUS_OK, RunDir
+
+log = logging.getLogger(__name__)
+
+# Column order of results.csv; names carry their units.
+COLUMNS = [
+    "framework",
+    "strategy",
+    "model",
+    "dataset",
+    "runtime",
+    "seed",
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "params",
+    "params_nonzero",
+    "size_fp32_bytes",
+    "size_onnx_bytes",
+    "size_gzip_bytes",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "latency_n_values",
+    "latency_valid",
+    "latency_invalid_reasons",
+    "first_call_ms",
+    "throughput_samples_per_s",
+    "throughput_batch_size",
+    "throughput_valid",
+    "train_seconds_per_epoch",
+    "train_samples_per_s",
+    "epochs",
+    "max_abs_diff_logits",
+    "label_agreement",
+    "peak_rss_bytes",
+    "threads",
+    "status",
+    "error",
+    "cell_id",
+    "run_id",
+    "model_fingerprint",
+]
+
+
+def record_rows(record: dict) -> list[dict]:
+    cell = record["cell"]
+    base = {
+        "framework": cell["framework"],
+        "strategy": cell["strategy"],
+        "model": cell["model"],
+        "dataset": cell["dataset"],
+        "seed": cell["seed"],
+        "status": record["status"],
+        "cell_id": record["cell_id"],
+        "run_id": record.get("run_id"),
+        "threads": (record.get("fairness") or {}).get("threads"),
+        "peak_rss_bytes": record.get("peak_rss_bytes"),
+    }
+    model = record.get("model") or {}
+    training = record.get("training") or {}
+    base.update(
+        {
+            "params": model.get("params"),
+            "params_nonzero": model.get("params_nonzero"),
+            "size_fp32_bytes": model.get("size_fp32_bytes"),
+            "size_onnx_bytes": model.get("size_onnx_bytes"),
+            "size_gzip_bytes": model.get("size_gzip_bytes"),
+            "model_fingerprint": model.get("fingerprint"),
+            "train_seconds_per_epoch": training.get("train_seconds_per_epoch"),
+            "train_samples_per_s": training.get("train_samples_per_s"),
+            "epochs": training.get("epochs"),
+        }
+    )
+    if record["status"] != STATUS_OK or not record.get("runtimes"):
+        error = record.get("error") or {}
+        return [{**base, "runtime": None, "error": error.get("message")}]
+
+    rows = []
+    for runtime in record["runtimes"]:
+        quality = runtime.get("quality") or {}
+        latency = runtime.get("latency") or {}
+        throughput = runtime.get("throughput") or {}
+        agreement = runtime.get("agreement") or {}
+        rows.append(
+            {
+                **base,
+                "runtime": runtime["runtime"],
+                "status": runtime.get("status", record["status"]),
+                "error": (runtime.get("error") or {}).get("message"),
+                "accuracy": quality.get("accuracy"),
+                "precision_macro": quality.get("precision_macro"),
+                "recall_macro": quality.get("recall_macro"),
+                "f1_macro": quality.get("f1_macro"),
+                "latency_ms_p50": latency.get("latency_ms_p50"),
+                "latency_ms_p90": latency.get("latency_ms_p90"),
+                "latency_ms_p99": latency.get("latency_ms_p99"),
+                "latency_n_values": latency.get("n_values"),
+                "latency_valid": latency.get("valid"),
+                "latency_invalid_reasons": "; ".join(latency.get("invalid_reasons") or []) or None,
+                "first_call_ms": latency.get("first_call_ms"),
+                "throughput_samples_per_s": throughput.get("throughput_samples_per_s"),
+                "throughput_batch_size": throughput.get("batch_size"),
+                "throughput_valid": throughput.get("valid"),
+                "max_abs_diff_logits": agreement.get("max_abs_diff_logits"),
+                "label_agreement": agreement.get("label_agreement"),
+            }
+        )
+    return rows
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    rows = [row for record in records for row in record_rows(record)]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["dataset", "strategy", "seed", "framework", "runtime"], na_position="last").reset_index(
+        drop=True
+    )
+
+
+def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
+    """Write results.csv and README.md for `run_dir` into `out_dir`; return their paths."""
+    records, problems = run_dir.read_records()
+    for path, problem in problems:
+        log.warning("%s: %s; it is listed under 'Unreadable records' in the report", path, problem)
+    if not records and not problems:
+        raise FileNotFoundError(f"no records in {run_dir.records_dir}; run `python -m bench all` first")
+
+    frame = records_frame(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    frame.to_csv(csv_path, index=False, float_format="%.6g")
+    markdown_path = out_dir / "README.md"
+    markdown_path.write_text(render_markdown(frame, run_dir, records, problems, out_dir), encoding="utf-8")
+    return {"csv": csv_path, "markdown": markdown_path}
+
+
+def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], problems, out_dir: Path) -> str:
+    info = run_dir.read_run_info()
+    env = info.get("environment") or {}
+    profile = info.get("profile") or {}
+    lines = [
+        "# twinbench results",
+        "",
+        "Generated by `python -m bench report` from the records in "
+        f"`{_relative(run_dir.path, out_dir)}`; do not edit by hand.",
+        "",
+        f"- run: `{run_dir.run_id}`, command: `{info.get('command', 'unknown')}`",
+        f"- profile: `{profile.get('name', '?')}` ({profile.get('epochs', '?')} epochs, "
+        f"batch {profile.get('batch_size', '?')}, seeds {profile.get('seeds', '?')}), "
+        f"threads per framework: {info.get('threads', '?')}",
+        f"- dataset: {_dataset_line(info.get('dataset') or {})}",
+        f"- machine: {env.get('cpu_model', '?')}, {env.get('physical_cores', '?')} physical cores, "
+        f"Python {env.get('python_version', '?')}, git commit {str(env.get('git_commit') or '?')[:12]}",
+        "",
+        "## Results",
+        "",
+        "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
+        "from that runtime's own outputs. Latency is per call at batch 1 (MLPerf percentile rule, warmup",
+        "discarded); throughput is at the batch size shown. `!` marks a latency row whose validity check",
+        "failed (reasons below the table); `-` is a value that was not measured.",
+        "",
+        _main_table(frame),
+        "",
+    ]
+    lines += _invalid_section(frame)
+    lines += _failure_section(frame, problems)
+    lines += _environment_section(env, records)
+    return "\n".join(lines) + "\n"
+
+
+def _main_table(frame: pd.DataFrame) -> str:
+    header = (
+        "| framework | strategy | dataset | runtime | seed | accuracy | F1 macro | params | ONNX KB | gzip KB "
+        "| p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | status |"
+    )
+    lines = [header, "|" + "---|" * 16]
+    for row in frame.to_dict("records"):
+        flag = "" if row.get("latency_valid") in (True, None) or _missing(row.get("latency_valid")) else " !"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(row["framework"]),
+                    str(row["strategy"]),
+                    str(row["dataset"]),
+                    _text(row["runtime"]),
+                    str(row["seed"]),
+                    _number(row["accuracy"], "{:.4f}"),
+                    _number(row["f1_macro"], "{:.4f}"),
+                    _number(row["params"], "{:,.0f}"),
+                    _number(row["size_onnx_bytes"], "{:.1f}", scale=1 / 1024),
+                    _number(row["size_gzip_bytes"], "{:.1f}", scale=1 / 1024),
+                    _number(row["latency_ms_p50"], "{:.3f}") + flag,
+                    _number(row["latency_ms_p90"], "{:.3f}"),
+                    _number(row["latency_ms_p99"], "{:.3f}"),
+                    _number(row["throughput_samples_per_s"], "{:,.0f}"),
+                    _number(row["train_seconds_per_epoch"], "{:.1f}"),
+                    str(row["status"]),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _invalid_section(frame: pd.DataFrame) -> list[str]:
+    invalid = frame[frame["latency_valid"] == False]  # noqa: E712 - pandas elementwise comparison
+    if invalid.empty:
+        return []
+    lines = ["### Latency rows that failed their validity check", ""]
+    for row in invalid.to_dict("records"):
+        lines.append(f"- {row['cell_id']} / {row['runtime']}: {row['latency_invalid_reasons']}")
+    return lines + [""]
+
+
+def _failure_section(frame: pd.DataFrame, problems) -> list[str]:
+    failed = frame[frame["status"] != STATUS_OK]
+    if failed.empty and not problems:
+        return []
+    lines = ["## Cells without numbers", ""]
+    for row in failed.to_dict("records"):
+        where = row["cell_id"] + (f" / {row['runtime']}" if not _missing(row["runtime"]) else "")
+        lines.append(f"- {where}: **{row['status']}**: {_text(row['error'])}")
+    for path, problem in problems:
+        lines.append(f"- unreadable record `{path.name}`: {problem}")
+    return lines + [""]
+
+
+def _environment_section(env: dict, records: list[dict]) -> list[str]:
+    versions: dict[str, str] = {}
+    for record in records:
+        versions.update((record.get("environment") or {}).get("framework_versions") or {})
+    packages = env.get("packages") or {}
+    lines = ["## Environment", "", "| item | value |", "|---|---|"]
+    for key in ("cpu_model", "physical_cores", "logical_cores", "memory_total_bytes", "platform", "python_version"):
+        if key in env:
+            lines.append(f"| {key} | {env[key]} |")
+    for name, version in sorted({**{k: v for k, v in packages.items() if v}, **versions}.items()):
+        lines.append(f"| {name} | {version} |")
+    return lines + [""]
+
+
+def _dataset_line(dataset: dict) -> str:
+    if not dataset:
+        return "unknown"
+    return (
+        f"`{dataset.get('name', '?')}` from {dataset.get('source', '?')}, "
+        f"{dataset.get('train_size', '?')} train / {dataset.get('test_size', '?')} test images"
+    )
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(base).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value, fmt: str, scale: float = 1.0) -> str:
+    if _missing(value):
+        return "-"
+    return fmt.format(value * scale)
+
+
+def _text(value) -> str:
+    return "-" if _missing(value) else str(value)

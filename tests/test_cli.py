@@ -1,0 +1,78 @@
+"""The CLI and the harness modules, without running any framework."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_harness_imports_no_framework():
+    code = (
+        "import sys, bench.cli, bench.runner, bench.report, bench.cell, bench.parity, bench.data, bench.measure;"
+        "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_list_names_everything():
+    completed = run_cli("list")
+    assert completed.returncode == 0, completed.stderr
+    for word in ("lenet5", "61,706", "baseline", "fashion-mnist", "mnist-5k", "digits", "onnxruntime"):
+        assert word in completed.stdout
+    quick_line = next(line for line in completed.stdout.splitlines() if line.strip().startswith("quick"))
+    assert quick_line.endswith("(default)")
+
+
+def test_unknown_profile_lists_valid_ones(caplog):
+    assert main(["all", "--profile", "huge"]) == 2
+    assert "valid profiles: smoke, quick, full" in caplog.text
+
+
+def test_invalid_override_names_field(caplog):
+    assert main(["all", "--profile", "smoke", "--epochs", "0"]) == 2
+    assert "TrainRecipe.epochs" in caplog.text
+
+
+def test_unknown_strategy_lists_valid_ones(caplog):
+    assert main(["run", "--strategy", "magic", "--profile", "smoke"]) == 2
+    assert "valid strategies: baseline" in caplog.text
+
+
+def test_bad_seeds_argument():
+    completed = run_cli("all", "--seeds", "a,b")
+    assert completed.returncode == 2
+    assert "comma-separated integers" in completed.stderr
+
+
+def test_resume_missing_directory(tmp_path, caplog):
+    assert main(["all", "--profile", "smoke", "--resume", str(tmp_path / "nope")]) == 2
+    assert "no such run directory" in caplog.text
+
+
+def test_report_without_runs(tmp_path, caplog):
+    assert main(["report", "--results-dir", str(tmp_path)]) == 2
+    assert "python -m bench all" in caplog.text
+
+
+def test_env_prints_json():
+    completed = run_cli("env")
+    assert completed.returncode == 0, completed.stderr
+    manifest = json.loads(completed.stdout)
+    assert "hardware_fingerprint" in manifest
+    assert "packages" in manifest
+
+
+@pytest.mark.parametrize("command", ["all", "run", "list", "report", "data", "env", "parity"])
+def test_help_for_every_command(command):
+    completed = run_cli(command, "--help")
+    assert completed.returncode == 0
+    assert "usage:" in completed.stdout

@@ -1,0 +1,61 @@
+"""`python -m bench all --profile smoke` through the real CLI, both frameworks, real (small) data."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from tests.frameworks import needs_both
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "all", "--profile", "smoke", "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return completed, results
+
+
+@needs_both
+def test_smoke_run_exits_zero(smoke_run):
+    completed, _ = smoke_run
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "2 ok" in completed.stdout
+
+
+@needs_both
+def test_smoke_run_writes_records(smoke_run):
+    _, results = smoke_run
+    records = list((results / "runs").glob("*/records/*.json"))
+    assert len(records) == 2
+
+
+@needs_both
+def test_smoke_run_report_has_both_frameworks(smoke_run):
+    _, results = smoke_run
+    with (results / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    runtimes = {(row["framework"], row["runtime"]) for row in rows}
+    assert ("torch", "torch-eager") in runtimes
+    assert ("torch", "onnxruntime") in runtimes
+    assert ("tf", "tf-function") in runtimes
+    assert ("tf", "onnxruntime") in runtimes
+    for row in rows:
+        assert row["status"] == "ok"
+        assert float(row["accuracy"]) > 0.5, row
+        assert int(row["params"]) == 61_706
+        assert float(row["latency_ms_p50"]) > 0
+        assert float(row["throughput_samples_per_s"]) > 0
+    assert (results / "README.md").read_text().count("| baseline |") == len(rows)
+
+
+@needs_both
+def test_smoke_run_progress_log(smoke_run):
+    completed, _ = smoke_run
+    assert "epoch 2/2" in completed.stderr
+    assert "[2/2]" in completed.stderr
