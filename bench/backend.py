@@ -63,6 +63,7 @@ class NativeRuntime:
     run: Callable[[Any], Any]
     to_numpy: Callable[[Any], np.ndarray]
     description: str = ""
+    setup_seconds: float | None = None  # one-time cost before the first call (session creation, ...)
 
 
 @runtime_checkable

@@ -179,6 +179,16 @@ def _measure_runtimes(backend, model, spec, onnx_path, images, labels, timing: T
 def _measure_one(name, kind, runtime: NativeRuntime, images, labels, timing: TimingSpec, num_classes, reference) -> dict:
     row: dict[str, Any] = {"runtime": name, "kind": kind, "description": runtime.description}
     try:
+        # One-time costs, reported apart from steady-state latency: setup (session creation) and the
+        # first inference (tracing, graph compilation, lazy initialization).
+        first_input = runtime.prepare(_repeat_to(images, timing.latency_batch_size))
+        first_start = time.perf_counter()
+        runtime.run(first_input)
+        row["one_time"] = {
+            "setup_ms": None if runtime.setup_seconds is None else runtime.setup_seconds * 1000,
+            "first_inference_ms": (time.perf_counter() - first_start) * 1000,
+        }
+
         logits = _evaluate(runtime, images)
         row["quality"] = classification_metrics(labels, logits, num_classes)
         if reference is not None:

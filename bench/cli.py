@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print the environment and fairness manifest as JSON")
     env.set_defaults(handler=command_env)
 
-    parity = commands.add_parser("parity", help="check that both backends compute the same network")
+    parity = commands.add_parser("parity", help="check that both backends compute and train the same network")
     parity.add_argument("--model", default="lenet5", choices=sorted(MODELS), help="model spec to check")
     parity.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and the input batch")
     parity.add_argument("--batch-size", type=int, default=32, help="images in the random input batch")
@@ -236,8 +236,8 @@ def command_env(args: argparse.Namespace) -> int:
 
 
 def command_parity(args: argparse.Namespace) -> int:
-    from bench.parity import check_architecture_parity
+    from bench.parity import check_parity
 
-    report = check_architecture_parity(args.model, args.seed, args.batch_size)
+    report = check_parity(args.model, args.seed, args.batch_size)
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1

@@ -1,8 +1,9 @@
-"""Parity checks: both backends build the same network from the same canonical weights.
+"""Parity checks: both backends build, run and train the same network.
 
-Each framework runs in its own child process (`probe`), loads the canonical initial weights of a seed,
-computes logits on one random batch, exports ONNX and runs the export in ONNX Runtime. The parent
-compares the logits across frameworks and each export against its own framework.
+Each framework runs in its own child process (`probe`). The probe loads the canonical initial weights
+of a seed, computes logits on one random batch, exports ONNX and runs the export in ONNX Runtime, then
+trains a fresh copy for a few SGD steps on a small random dataset in the shared batch order. The parent
+compares logits and trained weights across frameworks, and each export against its own framework.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.spec import FRAMEWORKS, get_model, initial_weights
+from bench.spec import FRAMEWORKS, TrainRecipe, get_model, initial_weights
 
-# Tolerances, float32 on CPU: the two frameworks sum in different orders (oneDNN vs ATen kernels).
+# Tolerances, float32 on CPU: the frameworks sum in different orders (oneDNN versus ATen kernels), so
+# results agree to rounding, not bit for bit.
 FRAMEWORK_LOGITS_ATOL = 1e-5
+TRAINED_WEIGHTS_ATOL = 1e-5
 ONNX_LOGITS_ATOL = 1e-4
+
+# The training probe: 3 epochs of 8 SGD steps (256 samples, batch 32). The cosine schedule changes the
+# learning rate between epochs, which checks the tf backend's momentum rescaling too.
+TRAINING_SAMPLES = 256
+TRAINING_RECIPE = {"batch_size": 32, "epochs": 3, "learning_rate": 0.05, "momentum": 0.9, "lr_schedule": "cosine"}
 
 
 def parity_batch(model_name: str, seed: int, batch_size: int) -> np.ndarray:
@@ -25,40 +33,65 @@ def parity_batch(model_name: str, seed: int, batch_size: int) -> np.ndarray:
     return rng.standard_normal((batch_size, *spec.input_shape)).astype(np.float32)
 
 
+def training_set(model_name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    spec = get_model(model_name)
+    rng = np.random.default_rng([seed, 2])
+    images = rng.standard_normal((TRAINING_SAMPLES, *spec.input_shape)).astype(np.float32)
+    labels = rng.integers(0, spec.num_classes, TRAINING_SAMPLES).astype(np.int64)
+    return images, labels
+
+
 def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, backend_path: str | None = None) -> dict:
-    """Child side: logits of the canonical weights in one framework, native and through ONNX Runtime."""
-    from bench.backend import load_backend
+    """Child side: one framework's logits, ONNX logits and trained weights from the canonical start."""
+    from bench.backend import TrainData, load_backend
+    from bench.data import batch_indices
     from bench.onnx_runtime import create_session
 
     spec = get_model(model)
     backend = load_backend(framework, backend_path)
     backend.configure(threads=1, seed=seed)
-    network = backend.build(spec)
     weights = initial_weights(spec, seed)
+
+    # Architecture: the same weights and batch give the same logits.
+    network = backend.build(spec)
     backend.set_weights(network, spec, weights)
     round_trip = backend.get_weights(network, spec)
     images = parity_batch(model, seed, batch_size)
     logits = backend.predict(network, images)
 
+    # Export: the ONNX model gives the framework's own logits.
     onnx_path = Path(out_dir) / f"{framework}.onnx"
     backend.export_onnx(network, spec, onnx_path)
     session = create_session(onnx_path, threads=1)
     onnx_logits = session.run(None, {session.get_inputs()[0].name: images})[0]
 
-    logits_path = Path(out_dir) / f"{framework}-logits.npy"
-    np.save(logits_path, logits)
+    # Training: the same recipe and batch order give the same weights.
+    recipe = TrainRecipe(seed=seed, **TRAINING_RECIPE)
+    train_images, train_labels = training_set(model, seed)
+    trained = backend.build(spec)
+    backend.set_weights(trained, spec, weights)
+    data = TrainData(
+        train_images,
+        train_labels,
+        lambda epoch: batch_indices(TRAINING_SAMPLES, recipe.batch_size, recipe.seed, epoch),
+    )
+    result = backend.train(trained, recipe, data, lambda report: None)
+
+    outputs_path = Path(out_dir) / f"{framework}-outputs.npz"
+    np.savez(outputs_path, logits=logits, **{f"trained/{k}": v for k, v in backend.get_weights(trained, spec).items()})
     return {
         "framework": framework,
         "parameters": backend.count_parameters(network),
         "weights_round_trip_exact": all(np.array_equal(weights[k], round_trip[k]) for k in weights),
-        "logits_path": str(logits_path),
+        "outputs_path": str(outputs_path),
         "onnx_max_abs_diff": float(np.max(np.abs(onnx_logits - logits))),
         "onnx_label_agreement": float(np.mean(onnx_logits.argmax(1) == logits.argmax(1))),
+        "training_epoch_losses": result.epoch_losses,
         "versions": backend.versions(),
     }
 
 
-def check_architecture_parity(
+def check_parity(
     model: str = "lenet5",
     seed: int = 0,
     batch_size: int = 32,
@@ -76,13 +109,18 @@ def check_architecture_parity(
         "spec_parameters": spec.count_parameters(),
         "seed": seed,
         "batch_size": batch_size,
-        "tolerance_frameworks": FRAMEWORK_LOGITS_ATOL,
-        "tolerance_onnx": ONNX_LOGITS_ATOL,
+        "training_recipe": TRAINING_RECIPE,
+        "tolerances": {
+            "logits_across_frameworks": FRAMEWORK_LOGITS_ATOL,
+            "trained_weights_across_frameworks": TRAINED_WEIGHTS_ATOL,
+            "onnx_vs_native_logits": ONNX_LOGITS_ATOL,
+        },
         "frameworks": {},
+        "comparisons": [],
         "problems": [],
     }
     with tempfile.TemporaryDirectory(prefix="twinbench-parity-") as temp:
-        logits = {}
+        outputs = {}
         for framework in frameworks:
             outcome = run_child(
                 "bench.parity:probe",
@@ -103,21 +141,34 @@ def check_architecture_parity(
                 report["problems"].append(f"{framework}: probe {outcome.status}: {message}")
                 continue
             result = outcome.value
-            logits[framework] = np.load(result.pop("logits_path"))
+            with np.load(result.pop("outputs_path")) as archive:
+                outputs[framework] = {name: archive[name] for name in archive.files}
             report["frameworks"][framework] = result
             _check_probe(report, framework, result, spec.count_parameters())
 
-        names = list(logits)
+        names = list(outputs)
         for index, first in enumerate(names):
             for second in names[index + 1 :]:
-                diff = float(np.max(np.abs(logits[first] - logits[second])))
-                report[f"max_abs_diff_{first}_vs_{second}"] = diff
-                if diff > FRAMEWORK_LOGITS_ATOL:
-                    report["problems"].append(
-                        f"{first} vs {second}: logits differ by {diff:.3g} > {FRAMEWORK_LOGITS_ATOL}"
-                    )
+                report["comparisons"].append(_compare(report, first, second, outputs[first], outputs[second]))
     report["passed"] = not report["problems"] and len(report["frameworks"]) == len(frameworks)
     return report
+
+
+def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
+    logits_diff = float(np.max(np.abs(a["logits"] - b["logits"])))
+    trained = [name for name in a if name.startswith("trained/")]
+    weights_diff = max(float(np.max(np.abs(a[name] - b[name]))) for name in trained)
+    if logits_diff > FRAMEWORK_LOGITS_ATOL:
+        report["problems"].append(f"{first} vs {second}: logits differ by {logits_diff:.3g} > {FRAMEWORK_LOGITS_ATOL}")
+    if weights_diff > TRAINED_WEIGHTS_ATOL:
+        report["problems"].append(
+            f"{first} vs {second}: trained weights differ by {weights_diff:.3g} > {TRAINED_WEIGHTS_ATOL}"
+        )
+    return {
+        "frameworks": [first, second],
+        "logits_max_abs_diff": logits_diff,
+        "trained_weights_max_abs_diff": weights_diff,
+    }
 
 
 def _check_probe(report: dict, framework: str, result: dict, expected_parameters: int) -> None:

@@ -16,6 +16,9 @@ from bench.store import STATUS_OK, RunDir
 
 log = logging.getLogger(__name__)
 
+# A torch-vs-tf accuracy gap wider than this (in accuracy points, 0.01 = 1 point) is flagged.
+FRAMEWORK_GAP_FLAG = 0.01
+
 # Column order of results.csv; names carry their units.
 COLUMNS = [
     "framework",
@@ -39,7 +42,8 @@ COLUMNS = [
     "latency_n_values",
     "latency_valid",
     "latency_invalid_reasons",
-    "first_call_ms",
+    "setup_ms",
+    "first_inference_ms",
     "throughput_samples_per_s",
     "throughput_batch_size",
     "throughput_valid",
@@ -113,7 +117,8 @@ def record_rows(record: dict) -> list[dict]:
                 "latency_n_values": latency.get("n_values"),
                 "latency_valid": latency.get("valid"),
                 "latency_invalid_reasons": "; ".join(latency.get("invalid_reasons") or []) or None,
-                "first_call_ms": latency.get("first_call_ms"),
+                "setup_ms": (runtime.get("one_time") or {}).get("setup_ms"),
+                "first_inference_ms": (runtime.get("one_time") or {}).get("first_inference_ms"),
                 "throughput_samples_per_s": throughput.get("throughput_samples_per_s"),
                 "throughput_batch_size": throughput.get("batch_size"),
                 "throughput_valid": throughput.get("valid"),
@@ -178,6 +183,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "",
     ]
     lines += _invalid_section(frame)
+    lines += _framework_section(records)
     lines += _failure_section(frame, problems)
     lines += _environment_section(env, records)
     return "\n".join(lines) + "\n"
@@ -226,6 +232,54 @@ def _invalid_section(frame: pd.DataFrame) -> list[str]:
     for row in invalid.to_dict("records"):
         lines.append(f"- {row['cell_id']} / {row['runtime']}: {row['latency_invalid_reasons']}")
     return lines + [""]
+
+
+def _framework_section(records: list[dict]) -> list[str]:
+    """Compare torch and tf cell by cell: native accuracy, gap and final training loss."""
+    cells: dict[tuple, dict[str, dict]] = {}
+    for record in records:
+        if record["status"] != STATUS_OK:
+            continue
+        cell = record["cell"]
+        key = (cell["strategy"], cell["dataset"], cell["model"], cell["seed"])
+        cells.setdefault(key, {})[cell["framework"]] = record
+    pairs = {key: frameworks for key, frameworks in cells.items() if {"torch", "tf"} <= set(frameworks)}
+    if not pairs:
+        return []
+
+    lines = [
+        "## torch vs tf",
+        "",
+        "Accuracy of each framework's native runtime on the same test split, from the same initial weights",
+        f"and batch order. A gap wider than {FRAMEWORK_GAP_FLAG * 100:.0f} point is flagged `!`.",
+        "",
+        "| strategy | dataset | seed | torch accuracy | tf accuracy | gap (tf - torch, points) "
+        "| torch final train loss | tf final train loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (strategy, dataset, _model, seed), frameworks in sorted(pairs.items()):
+        torch_accuracy = _native_accuracy(frameworks["torch"])
+        tf_accuracy = _native_accuracy(frameworks["tf"])
+        gap = None if torch_accuracy is None or tf_accuracy is None else tf_accuracy - torch_accuracy
+        flag = " !" if gap is not None and abs(gap) > FRAMEWORK_GAP_FLAG else ""
+        lines.append(
+            f"| {strategy} | {dataset} | {seed} | {_number(torch_accuracy, '{:.4f}')} | "
+            f"{_number(tf_accuracy, '{:.4f}')} | {_number(gap, '{:+.2f}', scale=100)}{flag} | "
+            f"{_number(_final_loss(frameworks['torch']), '{:.4f}')} | {_number(_final_loss(frameworks['tf']), '{:.4f}')} |"
+        )
+    return lines + [""]
+
+
+def _native_accuracy(record: dict) -> float | None:
+    for runtime in record.get("runtimes") or []:
+        if runtime.get("kind") == "native" and runtime.get("quality"):
+            return runtime["quality"]["accuracy"]
+    return None
+
+
+def _final_loss(record: dict) -> float | None:
+    losses = (record.get("training") or {}).get("epoch_losses") or []
+    return losses[-1] if losses else None
 
 
 def _failure_section(frame: pd.DataFrame, problems) -> list[str]:

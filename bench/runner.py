@@ -186,6 +186,12 @@ def _crash_error(returncode: int) -> dict:
     return {"type": "Crash", "message": f"cell process exited with code {returncode} without a result"}
 
 
+def command_line() -> str:
+    """The command as a user would type it (`python -m bench ...` rather than a path to __main__.py)."""
+    program = "python -m bench" if sys.argv and sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    return " ".join([program, *sys.argv[1:]])
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -213,7 +219,7 @@ def run_profile(
             "schema_version": SCHEMA_VERSION,
             "run_id": run_dir.run_id,
             "started_at": utc_now(),
-            "command": " ".join(sys.argv),
+            "command": command_line(),
             "profile": profile.to_dict(),
             "cells": [cell.cell_id for cell in cells],
             "threads": threads,

@@ -20,9 +20,22 @@ from bench.spec import TrainRecipe
 def make_optimizer(recipe: TrainRecipe) -> keras.optimizers.Optimizer:
     if recipe.optimizer != "sgd":
         raise NotImplementedError(f"tf backend: optimizer {recipe.optimizer!r} is not implemented (train)")
-    # Keras SGD keeps v = momentum * v - lr * g; with a constant learning rate this equals
-    # torch's v = momentum * v + g, w -= lr * v, step for step.
+    # Keras SGD keeps m = momentum * m - lr * g; set_learning_rate keeps it equal to torch's form.
     return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+
+
+def set_learning_rate(optimizer: keras.optimizers.SGD, learning_rate: float) -> None:
+    """Set the learning rate and keep Keras's momentum equal to torch's across the change.
+
+    Keras's buffer is m = -lr * v, where v is torch's buffer; rescaling m by lr_new / lr_old keeps
+    m = -lr_new * v, so the next step matches torch's w -= lr_new * (momentum * v + g).
+    """
+    old = float(optimizer.learning_rate.numpy())
+    optimizer.learning_rate.assign(learning_rate)
+    if optimizer.built and optimizer.momentums and old != learning_rate:
+        ratio = learning_rate / old
+        for buffer in optimizer.momentums:
+            buffer.assign(buffer * ratio)
 
 
 def train_model(
@@ -49,7 +62,7 @@ def train_model(
         return loss
 
     for epoch in range(recipe.epochs):
-        optimizer.learning_rate.assign(recipe.learning_rate_at(epoch))
+        set_learning_rate(optimizer, recipe.learning_rate_at(epoch))
         loss_sum = 0.0
         start = time.perf_counter()
 

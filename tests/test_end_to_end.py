@@ -51,11 +51,14 @@ def test_smoke_run_report_has_both_frameworks(smoke_run):
         assert int(row["params"]) == 61_706
         assert float(row["latency_ms_p50"]) > 0
         assert float(row["throughput_samples_per_s"]) > 0
-    assert (results / "README.md").read_text().count("| baseline |") == len(rows)
+    markdown = (results / "README.md").read_text()
+    results_table = markdown.split("## Results")[1].split("##")[0]
+    assert results_table.count("| baseline |") == len(rows)
+    assert "## torch vs tf" in markdown
 
 
 @needs_both
 def test_smoke_run_progress_log(smoke_run):
     completed, _ = smoke_run
-    assert "epoch 2/2" in completed.stderr
+    assert "epoch 3/3" in completed.stderr
     assert "[2/2]" in completed.stderr

@@ -2,13 +2,13 @@
 
 import pytest
 
-from bench.parity import FRAMEWORK_LOGITS_ATOL, ONNX_LOGITS_ATOL, check_architecture_parity
+from bench.parity import FRAMEWORK_LOGITS_ATOL, ONNX_LOGITS_ATOL, TRAINED_WEIGHTS_ATOL, check_parity
 from tests.frameworks import needs_both
 
 
 @pytest.fixture(scope="module")
 def parity_report():
-    return check_architecture_parity("lenet5", seed=0, batch_size=16)
+    return check_parity("lenet5", seed=0, batch_size=16)
 
 
 @needs_both
@@ -19,8 +19,20 @@ def test_parity_passes(parity_report):
 
 @needs_both
 def test_parity_logits_equal_within_1e5(parity_report):
-    assert parity_report["max_abs_diff_torch_vs_tf"] <= FRAMEWORK_LOGITS_ATOL
+    (comparison,) = parity_report["comparisons"]
+    assert comparison["logits_max_abs_diff"] <= FRAMEWORK_LOGITS_ATOL
     assert FRAMEWORK_LOGITS_ATOL == 1e-5
+
+
+@needs_both
+def test_parity_training_steps_agree(parity_report):
+    (comparison,) = parity_report["comparisons"]
+    assert comparison["trained_weights_max_abs_diff"] <= TRAINED_WEIGHTS_ATOL
+    torch_losses = parity_report["frameworks"]["torch"]["training_epoch_losses"]
+    tf_losses = parity_report["frameworks"]["tf"]["training_epoch_losses"]
+    assert len(torch_losses) == len(tf_losses) == 3
+    for torch_loss, tf_loss in zip(torch_losses, tf_losses):
+        assert abs(torch_loss - tf_loss) < 1e-5
 
 
 @needs_both
@@ -44,7 +56,7 @@ def test_parity_weights_round_trip(parity_report, framework):
 
 
 def test_parity_reports_broken_backend():
-    report = check_architecture_parity(
+    report = check_parity(
         "lenet5",
         frameworks=("torch",),
         backend_paths={"torch": "tests.fake_backends:NoSuchBackend"},

@@ -133,3 +133,13 @@ def test_record_is_valid_json_without_nan(tmp_path):
     _, run_dir, _ = run(tmp_path, "LinearBackend", "LinearBackend")
     for path in run_dir.records_dir.glob("*.json"):
         json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{path} contains {name}"))
+
+
+def test_report_compares_frameworks(tmp_path):
+    _, run_dir, _ = run(tmp_path, "LinearBackend", "LinearBackend")
+    markdown = build_report(run_dir, tmp_path / "out")["markdown"].read_text()
+    assert "## torch vs tf" in markdown
+    comparison = markdown.split("## torch vs tf")[1]
+    assert "| baseline | digits | 0 |" in comparison
+    # Both fake cells train the same numpy model on the same order, so the gap is exactly zero.
+    assert "+0.00 |" in comparison

@@ -134,7 +134,7 @@ def test_fingerprint_changes_with_architecture():
         ({"epochs": 0}, "epochs"),
         ({"seed": -1}, "seed"),
         ({"optimizer": "adam"}, "optimizer"),
-        ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
     ],
 )
 def test_recipe_validation_names_field(changes, field):
@@ -210,3 +210,17 @@ def test_profile_overrides_validated():
 def test_profile_recipe_carries_seed():
     recipe = Profile(name="p", description="", dataset="digits").recipe(7)
     assert recipe.seed == 7
+
+
+def test_cosine_schedule_values():
+    recipe = TrainRecipe(learning_rate=0.1, epochs=4, lr_schedule="cosine")
+    rates = [recipe.learning_rate_at(epoch) for epoch in range(4)]
+    assert rates[0] == pytest.approx(0.1)
+    assert rates[2] == pytest.approx(0.05)
+    assert rates == sorted(rates, reverse=True)
+    assert rates[3] > 0
+
+
+def test_constant_schedule_values():
+    recipe = TrainRecipe(learning_rate=0.1, epochs=3, lr_schedule="constant")
+    assert [recipe.learning_rate_at(epoch) for epoch in range(3)] == [0.1, 0.1, 0.1]

@@ -58,9 +58,10 @@ class Profile:
     frameworks: tuple[str, ...] = FRAMEWORKS
     strategies: tuple[str, ...] = ("baseline",)
     seeds: tuple[int, ...] = (0,)
-    epochs: int = 5
+    epochs: int = 10
     batch_size: int = 64
-    learning_rate: float = 0.05
+    learning_rate: float = 0.02
+    lr_schedule: str = "cosine"
     momentum: float = 0.9
     train_limit: int | None = None
     test_limit: int | None = None
@@ -97,6 +98,7 @@ class Profile:
     def recipe(self, seed: int) -> TrainRecipe:
         return TrainRecipe(
             learning_rate=self.learning_rate,
+            lr_schedule=self.lr_schedule,
             momentum=self.momentum,
             batch_size=self.batch_size,
             epochs=self.epochs,
@@ -114,11 +116,10 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        description="seconds per cell, for tests: scikit-learn's 8x8 digits, 2 epochs, short timing",
+        description="seconds per cell, for tests: scikit-learn's 8x8 digits, 3 epochs, short timing",
         dataset="digits",
-        epochs=2,
+        epochs=3,
         batch_size=32,
-        learning_rate=0.05,
         timing=TimingSpec(
             warmup_values=2,
             min_values=20,
@@ -131,15 +132,15 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description="the default: Fashion-MNIST, 5 epochs, one seed; minutes on a laptop CPU",
+        description="the default: Fashion-MNIST, 10 epochs, one seed; minutes on a laptop CPU",
         dataset="fashion-mnist",
-        epochs=5,
+        epochs=10,
     ),
     "full": Profile(
         name="full",
-        description="published tables: Fashion-MNIST, 15 epochs, three seeds, longer timing",
+        description="published tables: Fashion-MNIST, 20 epochs, three seeds, longer timing",
         dataset="fashion-mnist",
-        epochs=15,
+        epochs=20,
         seeds=(0, 1, 2),
         timing=TimingSpec(min_values=1000, min_duration_s=3.0, throughput_min_duration_s=5.0),
     ),

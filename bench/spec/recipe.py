@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from bench.spec._validate import check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd",)
-LR_SCHEDULES = ("constant",)
+LR_SCHEDULES = ("constant", "cosine")
 LOSSES = ("cross-entropy",)
 
 
@@ -15,15 +16,19 @@ LOSSES = ("cross-entropy",)
 class TrainRecipe:
     """Optimizer, schedule, batch size, epochs and seed of one training run.
 
-    SGD with momentum follows PyTorch's form (v = momentum * v + g; w -= lr * v). With a constant
-    learning rate this equals Keras's form (v = momentum * v - lr * g; w += v) step for step, which
-    is why the only schedule offered is "constant" until a backend implements the other form itself.
-    The loss is the batch mean of softmax cross-entropy on logits. Every epoch visits all training
-    samples in the order given by bench.data.epoch_order(seed, epoch); the last batch may be smaller.
+    SGD with momentum follows PyTorch's form: v = momentum * v + g, then w -= lr * v. Keras keeps
+    m = momentum * m - lr * g, then w += m, which is the same step while lr is constant because
+    m = -lr * v. When the schedule changes lr between epochs, the tf backend rescales its momentum
+    buffers by lr_new / lr_old so that the two forms stay equal step for step.
+
+    The learning rate is set once per epoch: "constant" keeps `learning_rate`; "cosine" decays it
+    from `learning_rate` towards 0 by half a cosine period over `epochs`. The loss is the batch mean
+    of softmax cross-entropy on logits. Every epoch visits all training samples in the order given by
+    bench.data.epoch_order(seed, epoch), and the last batch may be smaller.
     """
 
     optimizer: str = "sgd"
-    learning_rate: float = 0.05
+    learning_rate: float = 0.02
     momentum: float = 0.9
     batch_size: int = 64
     epochs: int = 5
@@ -42,7 +47,9 @@ class TrainRecipe:
         check_choice("TrainRecipe", "loss", self.loss, LOSSES)
 
     def learning_rate_at(self, epoch: int) -> float:
-        """Learning rate for a 0-based epoch; both backends set it at the start of every epoch."""
+        """Compute the learning rate of a 0-based epoch; both backends set it when the epoch starts."""
+        if self.lr_schedule == "cosine":
+            return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
         return self.learning_rate
 
     def to_dict(self) -> dict:
