@@ -230,6 +230,6 @@ def _evaluate(runtime: NativeRuntime, images: np.ndarray) -> np.ndarray:
 
 
 def _repeat_to(images: np.ndarray, count: int) -> np.ndarray:
-    """The first `count` test images, cycled when the test set is smaller."""
+    """Take the first `count` images, cycling when there are fewer."""
     index = np.arange(count) % len(images)
     return np.ascontiguousarray(images[index])

@@ -1,9 +1,11 @@
 """Command-line interface: `python -m bench COMMAND`.
 
-Terms used in every command: a *profile* sizes a run; a *cell* is one (framework, strategy, dataset,
-model, seed) combination, run in its own process; a *record* is the JSON file a cell leaves in the run
-directory; a *runtime* is one inference path of a cell (torch-eager, tf-function, onnxruntime, ...);
-the *report* is the tables built from records alone.
+Terms used in every command:
+- profile: the size of a run (dataset, epochs, seeds, timing effort).
+- cell: one (framework, strategy, dataset, model, seed) combination, run in its own process.
+- record: the JSON file a cell leaves in the run directory.
+- runtime: one inference path of a cell (torch-eager, tf-function, onnxruntime, ...).
+- report: the tables built from records alone.
 """
 
 from __future__ import annotations

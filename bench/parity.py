@@ -1,9 +1,10 @@
 """Parity checks: both backends build, run and train the same network.
 
 Each framework runs in its own child process (`probe`). The probe loads the canonical initial weights
-of a seed, computes logits on one random batch, exports ONNX and runs the export in ONNX Runtime, then
-trains a fresh copy for a few SGD steps on a small random dataset in the shared batch order. The parent
-compares logits and trained weights across frameworks, and each export against its own framework.
+of a seed and computes logits on one random batch. It exports ONNX and runs the export in ONNX Runtime.
+Then it trains a fresh copy for a few SGD steps on a small random dataset in the shared batch order.
+The parent compares logits and trained weights across frameworks, and each export against its own
+framework.
 """
 
 from __future__ import annotations

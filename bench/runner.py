@@ -1,9 +1,9 @@
 """The runner: plans the matrix of cells and runs each one in its own child process.
 
-The parent never imports a framework. It loads the dataset once, hands the arrays to every cell through
-one .npz file, starts `python -m bench.worker bench.cell:run_cell ...` per cell with fixed thread
-counts, and writes one record per cell as the cell ends, whatever the ending: ok, failed (an exception),
-missing (NotImplementedError), crashed (the process died) or timeout.
+The parent never imports a framework. It loads the dataset once and hands the arrays to every cell
+through one .npz file. Each cell is a `python -m bench.worker bench.cell:run_cell ...` process with
+fixed thread counts. The parent writes one record per cell when the cell ends, whatever the ending: ok,
+failed (an exception), missing (NotImplementedError), crashed (the process died) or timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class RunSummary:
 
 
 def plan_cells(profile: Profile) -> list[CellSpec]:
-    """Every (framework, strategy, seed) cell of the profile, framework varying fastest."""
+    """List every (framework, strategy, seed) cell of the profile, framework varying fastest."""
     return [
         CellSpec(framework, strategy, profile.dataset, profile.model, seed)
         for seed in profile.seeds
@@ -137,8 +138,13 @@ def run_child(
     work_dir: Path,
     timeout_s: float,
     env: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> ChildOutcome:
-    """Run one function in a fresh Python process; translate its end into a ChildOutcome."""
+    """Run one function in a fresh Python process and translate its end into a ChildOutcome.
+
+    The child's stderr goes to `log_path` (default work_dir/stderr.log) and to this process's stderr;
+    when the child crashes or times out, the error carries the log's last lines.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     args_path = work_dir / "args.json"
     result_path = work_dir / "result.json"
@@ -146,23 +152,62 @@ def run_child(
     write_json_atomic(args_path, kwargs)
     command = [sys.executable, "-m", "bench.worker", function_path, str(args_path), str(result_path)]
 
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    log_path = log_path or work_dir / "stderr.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    pump = threading.Thread(target=_pump_stderr, args=(process.stderr, log_path), daemon=True)
+    pump.start()
     try:
         returncode = process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(process)
-        return ChildOutcome(
-            STATUS_TIMEOUT,
-            error={"type": "Timeout", "message": f"cell did not finish within {timeout_s:.0f} s and was killed"},
-        )
+        pump.join(timeout=5)
+        error = {"type": "Timeout", "message": f"timed out after {timeout_s:.0f} s; the process was killed"}
+        return ChildOutcome(STATUS_TIMEOUT, error={**error, "log_tail": _tail(log_path)})
     except BaseException:
         _kill_group(process)
         raise
+    pump.join(timeout=5)
 
     if returncode == 0 and result_path.exists():
         result = json.loads(result_path.read_text(encoding="utf-8"))
         return ChildOutcome(result["status"], result.get("value"), result.get("error"), returncode)
-    return ChildOutcome(STATUS_CRASHED, error=_crash_error(returncode), returncode=returncode)
+    error = {**_crash_error(returncode), "log_tail": _tail(log_path)}
+    return ChildOutcome(STATUS_CRASHED, error=error, returncode=returncode)
+
+
+# Lines TensorFlow's C++ runtime prints at import whatever TF_CPP_MIN_LOG_LEVEL says. They stay in the
+# cell's stderr.log but are not echoed to the console.
+_CONSOLE_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+)
+
+
+def _pump_stderr(stream, log_path: Path) -> None:
+    """Copy the child's stderr to `log_path` and, without known start-up noise, to our stderr."""
+    with log_path.open("w", encoding="utf-8") as log_file:
+        for line in stream:
+            log_file.write(line)
+            log_file.flush()
+            if not any(noise in line for noise in _CONSOLE_NOISE):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    """Return the last `lines` lines of a log file, or "" when there is none."""
+    try:
+        return "".join(path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return ""
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -187,7 +232,7 @@ def _crash_error(returncode: int) -> dict:
 
 
 def command_line() -> str:
-    """The command as a user would type it (`python -m bench ...` rather than a path to __main__.py)."""
+    """Rebuild the command as a user typed it (`python -m bench ...`, not a path to __main__.py)."""
     program = "python -m bench" if sys.argv and sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
     return " ".join([program, *sys.argv[1:]])
 
@@ -265,7 +310,14 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "artifacts_dir": str(run_dir.path / "artifacts" / cell.cell_id),
         "backend_path": backend_paths.get(cell.framework),
     }
-    outcome = run_child(CELL_FUNCTION, kwargs, run_dir.path / "tmp" / cell.cell_id, profile.cell_timeout_s, child_env)
+    outcome = run_child(
+        CELL_FUNCTION,
+        kwargs,
+        run_dir.path / "tmp" / cell.cell_id,
+        profile.cell_timeout_s,
+        child_env,
+        log_path=Path(kwargs["artifacts_dir"]) / "stderr.log",
+    )
     value = outcome.value or {}
     record = {
         "schema_version": SCHEMA_VERSION,

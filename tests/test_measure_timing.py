@@ -297,12 +297,32 @@ def test_mean_std_cv() -> None:
 
 
 def test_high_cv_is_invalid() -> None:
-    result = TimingResult(values_s=[0.001, 0.002] * 50, min_values=100)
+    result = TimingResult(values_s=[0.001, 0.0012, 0.0014, 0.0016, 0.0018] * 20, min_values=100)
 
-    assert result.cv > CV_THRESHOLD
+    assert result.robust_cv > CV_THRESHOLD
     assert not result.valid
     assert len(result.invalid_reasons) == 1
-    assert result.invalid_reasons[0].startswith(f"coefficient of variation {result.cv:.2f} above 0.10")
+    assert result.invalid_reasons[0].startswith(
+        f"robust coefficient of variation (1.4826 MAD / median) {result.robust_cv:.2f} above 0.10"
+    )
+
+
+def test_few_slow_values_keep_row_valid() -> None:
+    # 2% of the values are 6x slower (a preempted thread): std / mean passes 10%, the bulk is stable.
+    values = [0.00100, 0.00101, 0.00099, 0.00102, 0.00098] * 98 + [0.006] * 10
+    result = TimingResult(values_s=values, min_values=500)
+
+    assert result.cv > CV_THRESHOLD
+    assert result.robust_cv < 0.05
+    assert result.outliers == 10
+    assert result.valid
+
+
+def test_robust_cv_known_values() -> None:
+    # median 3, absolute deviations 2, 1, 0, 1, 2 with median 1.
+    result = TimingResult(values_s=[1.0, 2.0, 3.0, 4.0, 5.0])
+
+    assert result.robust_cv == pytest.approx(1.4826 / 3.0)
 
 
 def test_low_cv_is_valid() -> None:
@@ -359,6 +379,7 @@ def test_measure_latency_summary() -> None:
         "latency_ms_min",
         "latency_ms_max",
         "cv",
+        "robust_cv",
         "outliers",
         "first_call_ms",
         "valid",
@@ -399,6 +420,7 @@ def test_measure_throughput_samples_per_s() -> None:
         "throughput_samples_per_s",
         "batch_ms_p50",
         "cv",
+        "robust_cv",
         "valid",
         "invalid_reasons",
         "notes",

@@ -68,6 +68,7 @@ def test_runner_failed_and_crashed_cells_recorded(tmp_path):
     assert "Traceback" in cells["torch"]["error"]["traceback"]
     assert cells["tf"]["status"] == "crashed"
     assert "SIGKILL" in cells["tf"]["error"]["message"]
+    assert "starting" in cells["tf"]["error"]["log_tail"]
     assert summary.exit_code == 1
     assert set(summary.failures.values()) == {"failed", "crashed"}
 
@@ -85,6 +86,7 @@ def test_runner_hanging_cell_times_out(tmp_path):
     summary, _, records = run(tmp_path, "HangingBackend", "LinearBackend", cell_timeout_s=5.0)
     cells = by_framework(records)
     assert cells["torch"]["status"] == "timeout"
+    assert "timed out after 5 s" in cells["torch"]["error"]["message"]
     assert cells["tf"]["status"] == "ok"
     assert summary.exit_code == 1
 

@@ -49,3 +49,23 @@ def tukey_outlier_count(values: Sequence[float]) -> int:
     fence_width = TUKEY_FENCE_IQR * (q3 - q1)
     outside = (array < q1 - fence_width) | (array > q3 + fence_width)
     return int(np.count_nonzero(outside))
+
+
+# Scale that makes the median absolute deviation estimate the standard deviation of a normal distribution.
+MAD_TO_STD = 1.4826
+
+
+def robust_cv(values: Sequence[float]) -> float | None:
+    """Return the robust coefficient of variation, 1.4826 * MAD / median.
+
+    Unlike std / mean, it is not moved by a few very slow values (a preempted thread, a page fault). It
+    measures the spread of the bulk of the values, and the slow ones still show in p99, max and the
+    outlier count. Returns None for fewer than 2 values or a zero median.
+    """
+    if len(values) < 2:
+        return None
+    array = np.asarray(values, dtype=np.float64)
+    median = float(np.median(array))
+    if median == 0.0:
+        return None
+    return MAD_TO_STD * float(np.median(np.abs(array - median))) / median

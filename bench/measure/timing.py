@@ -34,15 +34,18 @@ from bench.measure.stats import (
     P90_MIN_VALUES,
     P99_MIN_VALUES,
     mlperf_percentile,
+    robust_cv,
     tukey_outlier_count,
 )
 from bench.spec.profile import TimingSpec
 
 log = logging.getLogger(__name__)
 
-# A result whose coefficient of variation (sample std / mean of the values) is above this is invalid.
-# The 10% limit is a judgment call, not a derived bound: with more spread, differences of a few percent
-# between strategies cannot be trusted.
+# A result whose robust coefficient of variation (1.4826 * MAD / median of the values) is above this is
+# invalid. The 10% limit is a judgment call, not a derived bound: with more spread in the bulk of the
+# values, differences of a few percent between strategies cannot be trusted. The plain std / mean is
+# reported too, but a handful of preempted values can push it past 10% while p50 is stable, so it
+# does not decide validity.
 CV_THRESHOLD = 0.10
 
 # Calibration stops doubling `loops` here, even if one value is still shorter than min_value_s.
@@ -137,6 +140,11 @@ class TimingResult:
         return std_s / mean_s
 
     @property
+    def robust_cv(self) -> float | None:
+        """Robust coefficient of variation, 1.4826 * MAD / median (see bench.measure.stats.robust_cv)."""
+        return robust_cv(self.values_s)
+
+    @property
     def min_s(self) -> float | None:
         return min(self.values_s) if self.values_s else None
 
@@ -168,7 +176,7 @@ class TimingResult:
         """Problems that make the numbers untrustworthy, each with a remedy. Empty when valid.
 
         A result is invalid when max_duration_s stopped it, when it has fewer than min_values values,
-        when its coefficient of variation is above cv_threshold, or when calibration hit max_loops and
+        when its robust coefficient of variation is above cv_threshold, or when calibration hit max_loops and
         a value is still shorter than min_value_s. A missing p90 or p99 is not a reason, it is a note.
         """
         reasons = []
@@ -180,10 +188,11 @@ class TimingResult:
                 "Collect more values or lower min_values."
             )
 
-        cv = self.cv
-        if cv is not None and cv > self.cv_threshold:
+        spread = self.robust_cv
+        if spread is not None and spread > self.cv_threshold:
             reasons.append(
-                f"coefficient of variation {cv:.2f} above {self.cv_threshold:.2f}: the machine is noisy. "
+                f"robust coefficient of variation (1.4826 MAD / median) {spread:.2f} above "
+                f"{self.cv_threshold:.2f}: the machine is noisy. "
                 "Close other programs, pin the benchmark to idle cores, "
                 "or raise timing.min_value_s so that each value averages more calls."
             )
@@ -228,6 +237,7 @@ class TimingResult:
             "mean_s": self.mean_s,
             "std_s": self.std_s,
             "cv": self.cv,
+            "robust_cv": self.robust_cv,
             "min_s": self.min_s,
             "max_s": self.max_s,
             "p50_s": self.p50_s,
@@ -368,6 +378,7 @@ def latency_summary(result: TimingResult, batch_size: int) -> dict[str, Any]:
         "latency_ms_min": _to_ms(result.min_s),
         "latency_ms_max": _to_ms(result.max_s),
         "cv": result.cv,
+        "robust_cv": result.robust_cv,
         "outliers": result.outliers,
         "first_call_ms": _to_ms(result.first_call_s),
         "valid": result.valid,
@@ -393,6 +404,7 @@ def throughput_summary(result: TimingResult, batch_size: int) -> dict[str, Any]:
         "throughput_samples_per_s": throughput_samples_per_s,
         "batch_ms_p50": _to_ms(p50_s),
         "cv": result.cv,
+        "robust_cv": result.robust_cv,
         "valid": result.valid,
         "invalid_reasons": result.invalid_reasons,
         "notes": result.missing_statistics(tail_percentiles=False),
