@@ -163,7 +163,7 @@ def _print_summary(summary) -> None:
     parts = [f"{count} {status}" for status, count in sorted(counts.items())]
     if summary.skipped:
         parts.append(f"{len(summary.skipped)} skipped (already finished)")
-    print(f"cells: {', '.join(parts) or 'none run'}; records in {summary.run_dir}")
+    print(f"cells: {', '.join(parts) or 'none finished'}; records in {summary.run_dir}")
     for cell_id, status in summary.failures.items():
         print(f"  {status}: {cell_id} (see {summary.run_dir / 'records' / (cell_id + '.json')})")
     if summary.interrupted:
