@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,15 @@ def record_rows(record: dict) -> list[dict]:
 def records_frame(records: list[dict]) -> pd.DataFrame:
     rows = [row for record in records for row in record_rows(record)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.sort_values(["dataset", "strategy", "seed", "framework", "runtime"], na_position="last").reset_index(
-        drop=True
+    # torch before tf, and each framework's native runtimes before ONNX Runtime.
+    order = {name: index for index, name in enumerate(FRAMEWORKS)}
+    frame["_framework_order"] = frame["framework"].map(lambda name: order.get(name, len(order)))
+    frame["_runtime_order"] = (frame["runtime"] == "onnxruntime").astype(int)
+    frame = frame.sort_values(
+        ["dataset", "strategy", "seed", "_framework_order", "framework", "_runtime_order", "runtime"],
+        na_position="last",
     )
+    return frame.drop(columns=["_framework_order", "_runtime_order"]).reset_index(drop=True)
 
 
 def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:

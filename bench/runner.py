@@ -319,6 +319,10 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         log_path=Path(kwargs["artifacts_dir"]) / "stderr.log",
     )
     value = outcome.value or {}
+    model = value.get("model")
+    if model and model.get("onnx_path"):
+        # Records are published; paths inside them are relative to the run directory.
+        model["onnx_path"] = os.path.relpath(model["onnx_path"], run_dir.path)
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_dir.run_id,
@@ -340,7 +344,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "dataset": provenance,
         "environment": {**env_info, "framework_versions": value.get("versions", {})},
         "fairness": {"threads": threads, **value.get("fairness", {})},
-        "model": value.get("model"),
+        "model": model,
         "training": value.get("training"),
         "runtimes": value.get("runtimes", []),
         "peak_rss_bytes": value.get("peak_rss_bytes"),

@@ -56,6 +56,8 @@ def test_runner_records_working_cells(tmp_path):
         assert runtimes["onnxruntime"]["agreement"]["label_agreement"] == 1.0
         assert runtimes["onnxruntime"]["agreement"]["max_abs_diff_logits"] < 1e-4
         assert record["model"]["size_gzip_bytes"] < record["model"]["size_onnx_bytes"]
+        assert record["model"]["onnx_path"] == f"artifacts/{record['cell_id']}/model.onnx"
+        assert (run_dir.path / record["model"]["onnx_path"]).is_file()
         assert record["dataset"]["files"] or record["dataset"]["source"]
     assert not (run_dir.path / "tmp").exists()
 
