@@ -44,6 +44,12 @@ class TrainData:
     batch_order: Callable[[int], Iterator[np.ndarray]]  # epoch -> index arrays, one per batch
 
 
+# Called at the start of every epoch with the 0-based epoch; returns canonical masks ("layer.weight" ->
+# bool array, True = keep) to apply from then on and after every optimizer step, or None to keep the
+# current ones.
+MasksForEpoch = Callable[[int], "dict[str, np.ndarray] | None"]
+
+
 @dataclass
 class TrainResult:
     epoch_seconds: list[float] = field(default_factory=list)
@@ -93,11 +99,17 @@ class Backend(Protocol):
     def train(
         self,
         model: Any,
+        spec: ModelSpec,
         recipe: TrainRecipe,
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
+        masks_for_epoch: MasksForEpoch | None = None,
     ) -> TrainResult:
-        """Train in place with `recipe`, visiting batches in `data.batch_order(epoch)`."""
+        """Train in place with `recipe`, visiting batches in `data.batch_order(epoch)`.
+
+        With `masks_for_epoch`, masked weights are zero from the start of each epoch that returns masks
+        and stay zero through every optimizer step; the masks are folded into the weights at the end.
+        """
 
     def predict(self, model: Any, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Return logits for canonical (N, C, H, W) float32 images, in inference mode."""
@@ -120,7 +132,7 @@ def load_backend(framework: str, import_path: str | None = None) -> Backend:
     except ImportError as error:
         extra = {"torch": "torch", "tf": "tf"}.get(framework, "all")
         raise ImportError(
-            f"backend {framework!r} could not be imported ({error}); install it with "
-            f"`pip install -e '.[{extra}]'`"
+            f"backend {framework!r} could not be imported ({error}); install the extra with "
+            f"`pip install 'twinbench[{extra}]'` (in a checkout: `pip install -e '.[{extra}]'`)"
         ) from error
     return getattr(module, class_name)()

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.backend import EpochReport, NativeRuntime, TrainData, load_backend
-from bench.data import batch_indices, to_model_input
+from bench.backend import NativeRuntime, load_backend
+from bench.data import to_model_input
 from bench.measure import (
     classification_metrics,
     dense_fp32_bytes,
@@ -26,7 +26,9 @@ from bench.measure import (
     model_size,
     peak_rss_bytes,
 )
-from bench.spec import TimingSpec, TrainRecipe, get_model, get_strategy, initial_weights
+from bench.spec import TimingSpec, TrainRecipe, get_model, get_strategy
+from bench.steps import CellState, run_steps
+from bench.worker import error_info
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +59,32 @@ def run_cell(
     threads: int,
     data_path: str,
     artifacts_dir: str,
+    dataset_key: str = "",
+    cache_dir: str | None = None,
     backend_path: str | None = None,
 ) -> dict:
     spec_cell = CellSpec(**cell)
     recipe_ = TrainRecipe(**recipe)
     timing_ = TimingSpec(**timing)
+    strategy = get_strategy(spec_cell.strategy)
     artifacts = Path(artifacts_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
     log.info("%s: starting", spec_cell.cell_id)
 
     # Data: the arrays the parent loaded once, turned into canonical model inputs.
+    model_spec = get_model(spec_cell.model)
     with np.load(data_path, allow_pickle=False) as arrays:
         mean, std = float(arrays["mean"]), float(arrays["std"])
-        model_spec = get_model(spec_cell.model)
         size = model_spec.input_shape[1]
         train_images = to_model_input(arrays["train_images"], mean, std, size)
         train_labels = arrays["train_labels"].astype(np.int64)
         test_images = to_model_input(arrays["test_images"], mean, std, size)
         test_labels = arrays["test_labels"].astype(np.int64)
 
-    # Backend and model from the canonical initial weights of this seed.
+    # Backend and the seed network; its parameter count must be the spec's in every framework.
     backend = load_backend(spec_cell.framework, backend_path)
     fairness = backend.configure(threads, recipe_.seed)
     model = backend.build(model_spec)
-    backend.set_weights(model, model_spec, initial_weights(model_spec, recipe_.seed))
     framework_parameters = backend.count_parameters(model)
     if framework_parameters != model_spec.count_parameters():
         raise RuntimeError(
@@ -88,95 +92,186 @@ def run_cell(
             f"the spec has {model_spec.count_parameters()}"
         )
 
-    # Strategy steps.
-    training = _run_steps(backend, model, spec_cell, recipe_, train_images, train_labels)
+    # Some strategies hold out a validation split from the training images (for their searches).
+    validation = None
+    if strategy.validation_fraction:
+        count = max(1, round(strategy.validation_fraction * len(train_labels)))
+        train_images, train_labels, validation = split_validation(train_images, train_labels, count, recipe_.seed)
 
-    # Export and measure.
+    # Strategy steps.
+    state = CellState(
+        cell_id=spec_cell.cell_id,
+        framework=spec_cell.framework,
+        backend=backend,
+        spec=model_spec,
+        model=model,
+        recipe=recipe_,
+        train_images=train_images,
+        train_labels=train_labels,
+        dataset_key=dataset_key,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        artifacts_dir=artifacts,
+        validation=validation,
+    )
+    run_steps(state, strategy.steps)
+
+    # Export and measure the final network.
     onnx_path = artifacts / "model.onnx"
     export_start = time.perf_counter()
-    backend.export_onnx(model, model_spec, onnx_path)
+    backend.export_onnx(state.model, state.spec, onnx_path)
     export_seconds = time.perf_counter() - export_start
-    runtimes = _measure_runtimes(backend, model, model_spec, onnx_path, test_images, test_labels, timing_, threads)
+    context = MeasureContext(state, onnx_path, artifacts, test_images, test_labels, timing_, threads)
+    runtimes = measure_runtimes(context)
 
-    final_weights = backend.get_weights(model, model_spec)
-    nonzero = int(sum(np.count_nonzero(value) for value in final_weights.values()))
+    final_weights = backend.get_weights(state.model, state.spec)
     log.info("%s: finished", spec_cell.cell_id)
     return {
         "fairness": {**fairness, "onnxruntime_intra_op_threads": threads, "onnxruntime_inter_op_threads": 1},
         "versions": backend.versions(),
         "model": {
-            "name": model_spec.name,
-            "fingerprint": model_spec.fingerprint(),
-            "params": model_spec.count_parameters(),
-            "framework_params": framework_parameters,
-            "params_nonzero": nonzero,
-            "size_fp32_bytes": dense_fp32_bytes(model_spec.count_parameters()),
+            "name": state.spec.name,
+            "fingerprint": state.spec.fingerprint(),
+            "spec": state.spec.to_dict(),
+            "params": state.spec.count_parameters(),
+            "framework_params": backend.count_parameters(state.model),
+            "params_nonzero": int(sum(np.count_nonzero(value) for value in final_weights.values())),
+            "size_fp32_bytes": dense_fp32_bytes(state.spec.count_parameters()),
             **model_size(onnx_path),
+            **_macs(onnx_path),
             "onnx_path": str(onnx_path),
             "export_seconds": export_seconds,
         },
-        "training": training,
+        "training": state.training,
+        "steps": state.steps,
         "runtimes": runtimes,
         "peak_rss_bytes": peak_rss_bytes(),
     }
 
 
-def _run_steps(backend, model, cell: CellSpec, recipe: TrainRecipe, images, labels) -> dict:
-    training: dict[str, Any] = {}
-    for step in get_strategy(cell.strategy).steps:
-        if step.name != "train":
-            raise NotImplementedError(f"{backend.name} backend: step {step.name!r} is not implemented")
-
-        def on_epoch(report: EpochReport) -> None:
-            log.info(
-                "%s: epoch %d/%d loss %.4f, %.1f s, %.0f samples/s",
-                cell.cell_id,
-                report.epoch + 1,
-                report.epochs,
-                report.loss,
-                report.seconds,
-                report.samples / report.seconds if report.seconds > 0 else float("nan"),
-            )
-
-        data = TrainData(
-            images=images,
-            labels=labels,
-            batch_order=lambda epoch: batch_indices(len(labels), recipe.batch_size, recipe.seed, epoch),
+def split_validation(images: np.ndarray, labels: np.ndarray, count: int, seed: int):
+    """Hold out `count` training images, drawn from the seed, as a validation split."""
+    if count >= len(labels):
+        raise ValueError(
+            f"validation_samples {count} must be smaller than the {len(labels)} training images; "
+            "lower it or use more training data"
         )
-        result = backend.train(model, recipe, data, on_epoch)
-        seconds_per_epoch = float(np.mean(result.epoch_seconds))
-        training = {
-            "epochs": recipe.epochs,
-            "samples_per_epoch": result.samples_per_epoch,
-            "epoch_seconds": result.epoch_seconds,
-            "epoch_losses": result.epoch_losses,
-            "train_seconds_per_epoch": seconds_per_epoch,
-            "train_samples_per_s": result.samples_per_epoch / seconds_per_epoch if seconds_per_epoch else None,
-        }
-    return training
+    order = np.random.default_rng([seed, 7]).permutation(len(labels))
+    held_out, kept = np.sort(order[:count]), np.sort(order[count:])
+    return images[kept], labels[kept], (images[held_out], labels[held_out])
 
 
-def _measure_runtimes(backend, model, spec, onnx_path, images, labels, timing: TimingSpec, threads) -> list[dict]:
+def _macs(onnx_path: Path) -> dict:
+    from bench.onnx_tools import count_macs
+
+    counted = count_macs(onnx_path)
+    return {"macs_dense": counted["macs_dense"], "macs_effective": counted["macs_effective"]}
+
+
+@dataclass
+class MeasureContext:
+    state: CellState
+    onnx_path: Path
+    artifacts: Path
+    images: np.ndarray
+    labels: np.ndarray
+    timing: TimingSpec
+    threads: int
+
+
+def measure_runtimes(context: MeasureContext) -> list[dict]:
+    """Evaluate and time every runtime of the cell: native, ONNX Runtime, and the int8 ones if asked."""
+    state = context.state
     rows = []
     reference_logits = None
+    reference_accuracy = None
 
-    for name, runtime in backend.runtimes(model, spec).items():
-        row = _measure_one(name, "native", runtime, images, labels, timing, spec.num_classes, reference_logits)
+    for name, runtime in state.backend.runtimes(state.model, state.spec).items():
+        row = _measure_one(name, "native", runtime, context, reference_logits)
         if reference_logits is None and "logits" in row:
             reference_logits = row["logits"]
+            reference_accuracy = row["quality"]["accuracy"]
         rows.append(row)
 
     from bench.onnx_runtime import onnxruntime_runtime
 
-    ort_runtime = onnxruntime_runtime(onnx_path, threads)
-    rows.append(_measure_one(ONNX_RUNTIME, "onnx", ort_runtime, images, labels, timing, spec.num_classes, reference_logits))
+    ort_runtime = onnxruntime_runtime(context.onnx_path, context.threads)
+    rows.append(_measure_one(ONNX_RUNTIME, "onnx", ort_runtime, context, reference_logits))
+
+    if state.quantize is not None:
+        rows += _measure_int8(context, reference_logits)
+        for row in rows:
+            if row.get("int8") and "quality" in row and reference_accuracy is not None:
+                row["accuracy_drop_vs_fp32"] = reference_accuracy - row["quality"]["accuracy"]
 
     for row in rows:
         row.pop("logits", None)
     return rows
 
 
-def _measure_one(name, kind, runtime: NativeRuntime, images, labels, timing: TimingSpec, num_classes, reference) -> dict:
+def _measure_int8(context: MeasureContext, reference_logits) -> list[dict]:
+    """Quantize the fp32 network to int8 with ONNX Runtime and with the framework's own tool."""
+    from bench.onnx_runtime import onnxruntime_runtime
+    from bench.onnx_tools import count_macs, quantize_onnx_static
+
+    state = context.state
+    params = state.quantize
+    calibration = np.ascontiguousarray(state.train_images[: params.calibration_samples])
+    rows = []
+
+    # Shared path: ONNX Runtime static QDQ quantization of this framework's fp32 export.
+    int8_path = context.artifacts / "model-int8.onnx"
+    try:
+        start = time.perf_counter()
+        coverage = quantize_onnx_static(context.onnx_path, int8_path, calibration, per_channel=params.per_channel)
+        quantize_seconds = time.perf_counter() - start
+        runtime = onnxruntime_runtime(int8_path, context.threads)
+        row = _measure_one(f"{ONNX_RUNTIME}-int8", "onnx", runtime, context, reference_logits)
+        counted = count_macs(int8_path)
+        row.update(
+            {
+                "int8": True,
+                "model_size": {**model_size(int8_path), "size_int8_bytes": model_size(int8_path)["size_onnx_bytes"]},
+                "macs": {"macs_dense": counted["macs_dense"], "macs_effective": counted["macs_effective"]},
+                "coverage": coverage,
+                "quantize_seconds": quantize_seconds,
+            }
+        )
+    except Exception as error:  # noqa: BLE001 - the native int8 path is still measured
+        log.error("%s: ONNX Runtime int8 quantization failed: %s: %s", state.cell_id, type(error).__name__, error)
+        row = {"runtime": f"{ONNX_RUNTIME}-int8", "kind": "onnx", "int8": True, "status": "failed", "error": error_info(error)}
+    rows.append(row)
+
+    # Native path: the framework's own int8 tool, measured in its own runtime.
+    if params.native:
+        quantize_native = getattr(state.backend, "quantize_native", None)
+        name = f"{state.backend.name}-int8"
+        try:
+            if quantize_native is None:
+                raise NotImplementedError(f"{state.backend.name} backend: step 'quantize' (native int8) is not implemented")
+            native = quantize_native(state.model, state.spec, calibration, context.artifacts, context.threads)
+            name = native.runtime_name
+            row = _measure_one(name, "native", native.runtime, context, reference_logits)
+            row.update(
+                {
+                    "int8": True,
+                    "model_size": {"size_int8_bytes": native.size_bytes},
+                    "coverage": native.coverage,
+                    "quantize_seconds": native.setup_seconds,
+                }
+            )
+        except NotImplementedError as error:
+            log.warning("%s: %s", state.cell_id, error)
+            row = {"runtime": name, "kind": "native", "int8": True, "status": "missing", "error": error_info(error)}
+        except Exception as error:  # noqa: BLE001 - one runtime failing must not lose the others
+            log.error("%s: native int8 quantization failed: %s: %s", state.cell_id, type(error).__name__, error)
+            row = {"runtime": name, "kind": "native", "int8": True, "status": "failed", "error": error_info(error)}
+        rows.append(row)
+    return rows
+
+
+def _measure_one(name: str, kind: str, runtime: NativeRuntime, context: MeasureContext, reference) -> dict:
+    images, labels, timing = context.images, context.labels, context.timing
+    num_classes = context.state.spec.num_classes
     row: dict[str, Any] = {"runtime": name, "kind": kind, "description": runtime.description}
     try:
         # One-time costs, reported apart from steady-state latency: setup (session creation) and the
@@ -214,8 +309,6 @@ def _measure_one(name, kind, runtime: NativeRuntime, images, labels, timing: Tim
         row["logits"] = logits
     except Exception as error:  # noqa: BLE001 - one runtime failing must not lose the others
         log.error("%s: runtime failed: %s: %s", name, type(error).__name__, error)
-        from bench.worker import error_info
-
         row["status"] = "failed"
         row["error"] = error_info(error)
     return row

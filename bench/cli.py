@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rebuild results.csv and README.md from stored records")
     report.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: the latest under RESULTS_DIR/runs)")
-    report.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where tables are written (default: results)")
+    report.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where tables are written (default: the results directory that contains RUN_DIR, else results)",
+    )
     report.set_defaults(handler=command_report)
 
     data = commands.add_parser("data", help="locate and verify datasets, or download one")
@@ -95,11 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
-        default=DEFAULT_PROFILE,
+        default=None,
         help=f"run size: {', '.join(f'{name} ({p.description})' for name, p in PROFILES.items())}; default {DEFAULT_PROFILE}",
     )
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="root of runs and tables (default: results)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR, skipping cells that already have a finished record")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="root of runs and tables (default: results, or the results directory of RUN_DIR with --resume)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue RUN_DIR with its recorded profile, skipping cells that already have a finished record",
+    )
     parser.add_argument("--data-dir", type=Path, help="look for dataset files here first")
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the profile)")
     parser.add_argument("--learning-rate", type=float, help="SGD learning rate (overrides the profile)")
@@ -108,6 +123,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-limit", type=int, help="use at most this many test images")
     parser.add_argument("--threads", type=int, help="threads per framework and ONNX Runtime (default: physical cores)")
     parser.add_argument("--frameworks", type=_name_list, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
+    parser.add_argument(
+        "--strategies",
+        type=_name_list,
+        help=f"comma-separated strategies (overrides the profile); valid: {','.join(STRATEGIES)}",
+    )
     parser.add_argument("--no-report", action="store_true", help="write records only, skip the tables")
 
 
@@ -126,23 +146,27 @@ def command_all(args: argparse.Namespace) -> int:
     from bench.runner import run_profile
     from bench.store import RunDir, new_run_id
 
-    profile = get_profile(args.profile).with_overrides(
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        seeds=args.seeds,
-        train_limit=args.train_limit,
-        test_limit=args.test_limit,
-        threads=args.threads,
-        frameworks=args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
-        strategies=(args.strategy,) if getattr(args, "strategy", None) else None,
-        dataset=getattr(args, "dataset", None),
-    )
+    overrides = {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "seeds": args.seeds,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+        "threads": args.threads,
+        "frameworks": args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
+        "strategies": (args.strategy,) if getattr(args, "strategy", None) else args.strategies,
+        "dataset": getattr(args, "dataset", None),
+    }
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
+
     if args.resume:
-        if not args.resume.is_dir():
-            raise FileNotFoundError(f"--resume {args.resume}: no such run directory")
-        run_dir = RunDir(args.resume)
+        run_dir, profile = _resumed_run(args, overrides)
+        results_dir = args.results_dir or run_dir.path.parent.parent
     else:
-        run_dir = RunDir(args.results_dir / "runs" / new_run_id())
+        profile = get_profile(args.profile or DEFAULT_PROFILE).with_overrides(**overrides)
+        results_dir = args.results_dir or DEFAULT_RESULTS_DIR
+        run_dir = RunDir(results_dir / "runs" / new_run_id())
     log.info("run %s: profile %s, records in %s", run_dir.run_id, profile.name, run_dir.path)
 
     summary = run_profile(profile, run_dir, data_dir=args.data_dir, resume=bool(args.resume))
@@ -150,10 +174,32 @@ def command_all(args: argparse.Namespace) -> int:
     if not args.no_report and summary.statuses:
         from bench.report import build_report
 
-        paths = build_report(run_dir, args.results_dir)
+        paths = build_report(run_dir, results_dir)
         log.info("report: %s, %s", paths["markdown"], paths["csv"])
     _print_summary(summary)
     return summary.exit_code
+
+
+def _resumed_run(args: argparse.Namespace, overrides: dict):
+    """Open the run to resume and its recorded profile; options that would change it are rejected."""
+    from bench.spec import Profile
+    from bench.store import RunDir
+
+    if not args.resume.is_dir():
+        raise FileNotFoundError(f"--resume {args.resume}: no such run directory")
+    run_dir = RunDir(args.resume)
+    recorded = run_dir.read_run_info().get("profile")
+    if not recorded:
+        raise FileNotFoundError(f"--resume {args.resume}: no run.json with a profile; is it a twinbench run directory?")
+    changed = [f"--{name.replace('_', '-')}" for name, value in overrides.items() if value is not None]
+    if args.profile:
+        changed.insert(0, "--profile")
+    if changed:
+        raise ValueError(
+            f"--resume continues {args.resume} with the profile recorded in its run.json; "
+            f"drop {', '.join(changed)} or start a new run"
+        )
+    return run_dir, Profile.from_dict(recorded)
 
 
 def _print_summary(summary) -> None:
@@ -174,10 +220,18 @@ def command_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
     from bench.store import RunDir, latest_run_dir
 
-    run_dir = RunDir(args.run_dir) if args.run_dir else latest_run_dir(args.results_dir / "runs")
-    paths = build_report(run_dir, args.results_dir)
+    if args.run_dir:
+        run_dir = RunDir(args.run_dir)
+        results_dir = args.results_dir or args.run_dir.resolve().parent.parent
+    else:
+        results_dir = args.results_dir or DEFAULT_RESULTS_DIR
+        run_dir = latest_run_dir(results_dir / "runs")
+    paths = build_report(run_dir, results_dir)
     print(paths["markdown"].read_text(encoding="utf-8"))
     log.info("wrote %s and %s", paths["markdown"], paths["csv"])
+    if paths["problems"]:
+        log.error("%d record file(s) could not be read; they are listed in %s", len(paths["problems"]), paths["markdown"])
+        return 1
     return 0
 
 

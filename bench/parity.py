@@ -2,9 +2,10 @@
 
 Each framework runs in its own child process (`probe`). The probe loads the canonical initial weights
 of a seed and computes logits on one random batch. It exports ONNX and runs the export in ONNX Runtime.
-Then it trains a fresh copy for a few SGD steps on a small random dataset in the shared batch order.
-The parent compares logits and trained weights across frameworks, and each export against its own
-framework.
+Then it trains a fresh copy for a few SGD steps on a small random dataset in the shared batch order,
+and prunes that copy during two more epochs with masks computed in numpy from its own weights. The
+parent compares logits, trained weights, masks and pruned weights across frameworks, and each export
+against its own framework.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.spec import FRAMEWORKS, TrainRecipe, get_model, initial_weights
+from bench.spec.strategy import PruneParams
 
 # Tolerances, float32 on CPU: the frameworks sum in different orders (oneDNN versus ATen kernels), so
 # results agree to rounding, not bit for bit.
 FRAMEWORK_LOGITS_ATOL = 1e-5
 TRAINED_WEIGHTS_ATOL = 1e-5
 ONNX_LOGITS_ATOL = 1e-4
+
+# The pruning probe: from the trained weights, 2 fine-tuning epochs with sparsity rising to 0.75.
+PRUNE_PARAMS = PruneParams(sparsity=0.75, finetune_epochs=2, finetune_learning_rate=0.01, end_fraction=1.0)
 
 # The training probe: 3 epochs of 8 SGD steps (256 samples, batch 32). The cosine schedule changes the
 # learning rate between epochs, which checks the tf backend's momentum rescaling too.
@@ -76,10 +81,38 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
         train_labels,
         lambda epoch: batch_indices(TRAINING_SAMPLES, recipe.batch_size, recipe.seed, epoch),
     )
-    result = backend.train(trained, recipe, data, lambda report: None)
+    result = backend.train(trained, spec, recipe, data, lambda report: None)
+
+    # Pruning: masks computed in numpy from each framework's own weights, re-applied every step.
+    pruned = backend.build(spec)
+    backend.set_weights(pruned, spec, backend.get_weights(trained, spec))
+    pruning_masks: dict[str, np.ndarray] = {}
+
+    def masks_for_epoch(epoch: int) -> dict[str, np.ndarray]:
+        from bench.compress import global_magnitude_masks, polynomial_sparsity, prunable_kernels
+
+        current = backend.get_weights(pruned, spec)
+        masks = global_magnitude_masks(current, polynomial_sparsity(epoch, PRUNE_PARAMS), prunable_kernels(spec))
+        pruning_masks.update({f"mask-epoch{epoch}/{name}": mask for name, mask in masks.items()})
+        return masks
+
+    prune_recipe = TrainRecipe(
+        seed=seed,
+        batch_size=recipe.batch_size,
+        epochs=PRUNE_PARAMS.finetune_epochs,
+        learning_rate=PRUNE_PARAMS.finetune_learning_rate,
+        lr_schedule="cosine",
+    )
+    backend.train(pruned, spec, prune_recipe, data, lambda report: None, masks_for_epoch)
 
     outputs_path = Path(out_dir) / f"{framework}-outputs.npz"
-    np.savez(outputs_path, logits=logits, **{f"trained/{k}": v for k, v in backend.get_weights(trained, spec).items()})
+    np.savez(
+        outputs_path,
+        logits=logits,
+        **{f"trained/{k}": v for k, v in backend.get_weights(trained, spec).items()},
+        **{f"pruned/{k}": v for k, v in backend.get_weights(pruned, spec).items()},
+        **pruning_masks,
+    )
     return {
         "framework": framework,
         "parameters": backend.count_parameters(network),
@@ -159,6 +192,19 @@ def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
     logits_diff = float(np.max(np.abs(a["logits"] - b["logits"])))
     trained = [name for name in a if name.startswith("trained/")]
     weights_diff = max(float(np.max(np.abs(a[name] - b[name]))) for name in trained)
+    pruned = [name for name in a if name.startswith("pruned/")]
+    pruned_diff = max(float(np.max(np.abs(a[name] - b[name]))) for name in pruned)
+    masks = [name for name in a if name.startswith("mask-epoch")]
+    masks_equal = bool(masks) and all(np.array_equal(a[name], b[name]) for name in masks)
+    zero_patterns_equal = all(np.array_equal(a[name] == 0, b[name] == 0) for name in pruned if name.endswith(".weight"))
+    if not masks_equal:
+        report["problems"].append(f"{first} vs {second}: pruning masks differ")
+    if not zero_patterns_equal:
+        report["problems"].append(f"{first} vs {second}: pruned weights have different zero patterns")
+    if pruned_diff > TRAINED_WEIGHTS_ATOL:
+        report["problems"].append(
+            f"{first} vs {second}: pruned fine-tuned weights differ by {pruned_diff:.3g} > {TRAINED_WEIGHTS_ATOL}"
+        )
     if logits_diff > FRAMEWORK_LOGITS_ATOL:
         report["problems"].append(f"{first} vs {second}: logits differ by {logits_diff:.3g} > {FRAMEWORK_LOGITS_ATOL}")
     if weights_diff > TRAINED_WEIGHTS_ATOL:
@@ -169,6 +215,9 @@ def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
         "frameworks": [first, second],
         "logits_max_abs_diff": logits_diff,
         "trained_weights_max_abs_diff": weights_diff,
+        "pruning_masks_equal": masks_equal,
+        "pruned_zero_patterns_equal": zero_patterns_equal,
+        "pruned_weights_max_abs_diff": pruned_diff,
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report_compression import compression_section, coverage_section, int8_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
 
@@ -37,6 +38,11 @@ COLUMNS = [
     "size_fp32_bytes",
     "size_onnx_bytes",
     "size_gzip_bytes",
+    "size_int8_bytes",
+    "macs_dense",
+    "macs_effective",
+    "sparsity",
+    "accuracy_drop_vs_fp32",
     "latency_ms_p50",
     "latency_ms_p90",
     "latency_ms_p99",
@@ -51,6 +57,10 @@ COLUMNS = [
     "throughput_samples_per_s",
     "throughput_batch_size",
     "throughput_valid",
+    "throughput_invalid_reasons",
+    "speedup_latency_vs_baseline",
+    "speedup_throughput_vs_baseline",
+    "theoretical_speedup_vs_baseline",
     "train_seconds_per_epoch",
     "train_samples_per_s",
     "epochs",
@@ -89,6 +99,9 @@ def record_rows(record: dict) -> list[dict]:
             "size_fp32_bytes": model.get("size_fp32_bytes"),
             "size_onnx_bytes": model.get("size_onnx_bytes"),
             "size_gzip_bytes": model.get("size_gzip_bytes"),
+            "macs_dense": model.get("macs_dense"),
+            "macs_effective": model.get("macs_effective"),
+            "sparsity": _sparsity(model),
             "model_fingerprint": model.get("fingerprint"),
             "train_seconds_per_epoch": training.get("train_seconds_per_epoch"),
             "train_samples_per_s": training.get("train_samples_per_s"),
@@ -105,9 +118,13 @@ def record_rows(record: dict) -> list[dict]:
         latency = runtime.get("latency") or {}
         throughput = runtime.get("throughput") or {}
         agreement = runtime.get("agreement") or {}
+        # An int8 runtime runs its own quantized model, with its own size and MAC count.
+        own_model = {**(runtime.get("model_size") or {}), **(runtime.get("macs") or {})}
         rows.append(
             {
                 **base,
+                **own_model,
+                "accuracy_drop_vs_fp32": runtime.get("accuracy_drop_vs_fp32"),
                 "runtime": runtime["runtime"],
                 "status": runtime.get("status", record["status"]),
                 "error": (runtime.get("error") or {}).get("message"),
@@ -129,6 +146,7 @@ def record_rows(record: dict) -> list[dict]:
                 "throughput_samples_per_s": throughput.get("throughput_samples_per_s"),
                 "throughput_batch_size": throughput.get("batch_size"),
                 "throughput_valid": throughput.get("valid"),
+                "throughput_invalid_reasons": "; ".join(throughput.get("invalid_reasons") or []) or None,
                 "max_abs_diff_logits": agreement.get("max_abs_diff_logits"),
                 "label_agreement": agreement.get("label_agreement"),
             }
@@ -136,9 +154,17 @@ def record_rows(record: dict) -> list[dict]:
     return rows
 
 
+def _sparsity(model: dict) -> float | None:
+    params, nonzero = model.get("params"), model.get("params_nonzero")
+    if not params or nonzero is None:
+        return None
+    return 1.0 - nonzero / params
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
     rows = [row for record in records for row in record_rows(record)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
+    add_speedups(frame)
     # torch before tf, and each framework's native runtimes before ONNX Runtime.
     order = {name: index for index, name in enumerate(FRAMEWORKS)}
     frame["_framework_order"] = frame["framework"].map(lambda name: order.get(name, len(order)))
@@ -148,6 +174,40 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         na_position="last",
     )
     return frame.drop(columns=["_framework_order", "_runtime_order"]).reset_index(drop=True)
+
+
+# The fp32 runtime an int8 runtime is compared with.
+FP32_COUNTERPART = {"onnxruntime-int8": "onnxruntime", "torch-int8-pt2e": "torch-eager", "tflite-int8": "tf-function"}
+
+
+def add_speedups(frame: pd.DataFrame) -> None:
+    """Fill the speedup columns: each row against the baseline strategy's row of the same runtime.
+
+    Same framework, dataset, model and seed; an int8 runtime is compared with its fp32 counterpart in
+    the baseline (onnxruntime-int8 with onnxruntime, ...). Measured speedups use latency p50 at batch 1
+    and throughput at the throughput batch size; the theoretical one uses effective MACs.
+    """
+    baseline = frame[(frame["strategy"] == "baseline") & (frame["status"] == STATUS_OK)]
+    index = {
+        (row["framework"], row["dataset"], row["model"], row["seed"], row["runtime"]): row
+        for row in baseline.to_dict("records")
+    }
+    for position, row in frame.iterrows():
+        runtime = FP32_COUNTERPART.get(row["runtime"], row["runtime"])
+        reference = index.get((row["framework"], row["dataset"], row["model"], row["seed"], runtime))
+        if reference is None or row["status"] != STATUS_OK:
+            continue
+        frame.at[position, "speedup_latency_vs_baseline"] = _ratio(reference["latency_ms_p50"], row["latency_ms_p50"])
+        frame.at[position, "speedup_throughput_vs_baseline"] = _ratio(
+            row["throughput_samples_per_s"], reference["throughput_samples_per_s"]
+        )
+        frame.at[position, "theoretical_speedup_vs_baseline"] = _ratio(reference["macs_effective"], row["macs_effective"])
+
+
+def _ratio(numerator, denominator) -> float | None:
+    if _missing(numerator) or _missing(denominator) or not denominator:
+        return None
+    return float(numerator) / float(denominator)
 
 
 def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
@@ -164,7 +224,7 @@ def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
     frame.to_csv(csv_path, index=False, float_format="%.6g")
     markdown_path = out_dir / "README.md"
     markdown_path.write_text(render_markdown(frame, run_dir, records, problems, out_dir), encoding="utf-8")
-    return {"csv": csv_path, "markdown": markdown_path}
+    return {"csv": csv_path, "markdown": markdown_path, "problems": problems}
 
 
 def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], problems, out_dir: Path) -> str:
@@ -189,17 +249,25 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "",
         "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
         "from that runtime's own outputs. Latency is per call at batch 1 (MLPerf percentile rule, warmup",
-        "discarded); throughput is at the batch size shown. `!` marks a latency row whose validity check",
-        "failed (reasons below the table); `-` is a value that was not measured.",
+        f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
+        "value whose validity check failed (reasons below the table); `-` is a value that was not measured.",
         "",
         _main_table(frame),
         "",
     ]
     lines += _invalid_section(frame)
+    lines += compression_section(frame)
+    lines += int8_section(frame)
     lines += _framework_section(records)
+    lines += coverage_section(records)
     lines += _failure_section(frame, problems)
     lines += _environment_section(env, records)
     return "\n".join(lines) + "\n"
+
+
+def _throughput_batch(frame: pd.DataFrame) -> str:
+    sizes = sorted({int(size) for size in frame["throughput_batch_size"].dropna()})
+    return ", ".join(str(size) for size in sizes) or "-"
 
 
 def _main_table(frame: pd.DataFrame) -> str:
@@ -209,7 +277,8 @@ def _main_table(frame: pd.DataFrame) -> str:
     )
     lines = [header, "|" + "---|" * 16]
     for row in frame.to_dict("records"):
-        flag = "" if row.get("latency_valid") in (True, None) or _missing(row.get("latency_valid")) else " !"
+        flag = " !" if row.get("latency_valid") is False else ""
+        throughput_flag = " !" if row.get("throughput_valid") is False else ""
         lines.append(
             "| "
             + " | ".join(
@@ -227,7 +296,7 @@ def _main_table(frame: pd.DataFrame) -> str:
                     _number(row["latency_ms_p50"], "{:.3f}") + flag,
                     _number(row["latency_ms_p90"], "{:.3f}"),
                     _number(row["latency_ms_p99"], "{:.3f}"),
-                    _number(row["throughput_samples_per_s"], "{:,.0f}"),
+                    _number(row["throughput_samples_per_s"], "{:,.0f}") + throughput_flag,
                     _number(row["train_seconds_per_epoch"], "{:.1f}"),
                     str(row["status"]),
                 ]
@@ -238,12 +307,15 @@ def _main_table(frame: pd.DataFrame) -> str:
 
 
 def _invalid_section(frame: pd.DataFrame) -> list[str]:
-    invalid = frame[frame["latency_valid"] == False]  # noqa: E712 - pandas elementwise comparison
-    if invalid.empty:
+    latency = frame[frame["latency_valid"] == False]  # noqa: E712 - pandas elementwise comparison
+    throughput = frame[frame["throughput_valid"] == False]  # noqa: E712
+    if latency.empty and throughput.empty:
         return []
-    lines = ["### Latency rows that failed their validity check", ""]
-    for row in invalid.to_dict("records"):
-        lines.append(f"- {row['cell_id']} / {row['runtime']}: {row['latency_invalid_reasons']}")
+    lines = ["### Timings that failed their validity check", ""]
+    for row in latency.to_dict("records"):
+        lines.append(f"- {row['cell_id']} / {row['runtime']}, latency: {row['latency_invalid_reasons']}")
+    for row in throughput.to_dict("records"):
+        lines.append(f"- {row['cell_id']} / {row['runtime']}, throughput: {_text(row['throughput_invalid_reasons'])}")
     return lines + [""]
 
 
@@ -291,7 +363,10 @@ def _native_accuracy(record: dict) -> float | None:
 
 
 def _final_loss(record: dict) -> float | None:
+    """Return the last epoch's training loss: of the last fine-tuning if a step fine-tuned, else of training."""
     losses = (record.get("training") or {}).get("epoch_losses") or []
+    for step in record.get("steps") or []:
+        losses = (step.get("finetune") or {}).get("epoch_losses") or losses
     return losses[-1] if losses else None
 
 
@@ -304,7 +379,7 @@ def _failure_section(frame: pd.DataFrame, problems) -> list[str]:
         where = row["cell_id"] + (f" / {row['runtime']}" if not _missing(row["runtime"]) else "")
         lines.append(f"- {where}: **{row['status']}**: {_text(row['error'])}")
     for path, problem in problems:
-        lines.append(f"- unreadable record `{path.name}`: {problem}")
+        lines.append(f"- `{path.name}`: {problem}")
     return lines + [""]
 
 

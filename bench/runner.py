@@ -113,6 +113,25 @@ def prepare_data(profile: Profile, run_dir: RunDir, data_dir: Path | None) -> tu
     return path, provenance
 
 
+def dataset_key(provenance: dict) -> str:
+    """Identify the exact arrays a cell trains on: file digests, split sizes and limits."""
+    import hashlib
+
+    payload = json.dumps(
+        {
+            "name": provenance.get("name"),
+            "files": sorted(entry.get("sha256", "") for entry in provenance.get("files", [])),
+            "train_size": provenance.get("train_size"),
+            "test_size": provenance.get("test_size"),
+            "train_limit": provenance.get("train_limit"),
+            "normalization": provenance.get("normalization"),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def child_environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -259,12 +278,14 @@ def run_profile(
 
     done = _finished_cells(run_dir) if resume else set()
     data_path, provenance = prepare_data(profile, run_dir, data_dir)
+    previous = run_dir.read_run_info() if resume else {}
     run_dir.write_run_info(
         {
             "schema_version": SCHEMA_VERSION,
             "run_id": run_dir.run_id,
-            "started_at": utc_now(),
-            "command": command_line(),
+            "started_at": previous.get("started_at", utc_now()),
+            "resumed_at": [*previous.get("resumed_at", []), utc_now()] if resume else [],
+            "command": previous.get("command", command_line()),
             "profile": profile.to_dict(),
             "cells": [cell.cell_id for cell in cells],
             "threads": threads,
@@ -308,6 +329,8 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "threads": threads,
         "data_path": str(data_path),
         "artifacts_dir": str(run_dir.path / "artifacts" / cell.cell_id),
+        "dataset_key": dataset_key(provenance),
+        "cache_dir": str(run_dir.path / "cache"),
         "backend_path": backend_paths.get(cell.framework),
     }
     outcome = run_child(
@@ -346,6 +369,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "fairness": {"threads": threads, **value.get("fairness", {})},
         "model": model,
         "training": value.get("training"),
+        "steps": value.get("steps", []),
         "runtimes": value.get("runtimes", []),
         "peak_rss_bytes": value.get("peak_rss_bytes"),
     }

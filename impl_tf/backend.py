@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import EpochReport, NativeRuntime, TrainData, TrainResult
+from bench.backend import EpochReport, MasksForEpoch, NativeRuntime, TrainData, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
 from impl_tf import export, models, train, weights
 
@@ -56,11 +56,13 @@ class TFBackend:
     def train(
         self,
         model: keras.Model,
+        spec: ModelSpec,
         recipe: TrainRecipe,
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
+        masks_for_epoch: MasksForEpoch | None = None,
     ) -> TrainResult:
-        return train.train_model(model, recipe, data, on_epoch)
+        return train.train_model(model, spec, recipe, data, on_epoch, masks_for_epoch)
 
     def predict(self, model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         infer = _compiled_inference(model)
@@ -72,6 +74,14 @@ class TFBackend:
 
     def export_onnx(self, model: keras.Model, spec: ModelSpec, path: Path) -> None:
         export.export_onnx(model, spec, path)
+
+    def quantize_native(
+        self, model: keras.Model, spec: ModelSpec, calibration_images: np.ndarray, artifacts_dir: Path, threads: int
+    ):
+        """Full-integer TensorFlow Lite conversion, run in the LiteRT interpreter: "tflite-int8"."""
+        from impl_tf.quantize import quantize_native
+
+        return quantize_native(model, spec, calibration_images, artifacts_dir, threads)
 
     def runtimes(self, model: keras.Model, spec: ModelSpec) -> dict[str, NativeRuntime]:
         def prepare(images: np.ndarray) -> tf.Tensor:

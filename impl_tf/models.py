@@ -26,6 +26,7 @@ def build_model(spec: ModelSpec) -> keras.Model:
                     layer.kernel_size,
                     strides=layer.stride,
                     padding="valid",
+                    use_bias=layer.bias,
                     name=layer.name,
                 )
             )
@@ -34,7 +35,7 @@ def build_model(spec: ModelSpec) -> keras.Model:
         elif isinstance(layer, Flatten):
             layers.append(keras.layers.Flatten(name=layer.name))
         elif isinstance(layer, Dense):
-            layers.append(keras.layers.Dense(layer.units, name=layer.name))
+            layers.append(keras.layers.Dense(layer.units, use_bias=layer.bias, name=layer.name))
         elif isinstance(layer, ReLU):
             layers.append(keras.layers.ReLU(name=layer.name))
         elif isinstance(layer, Dropout):

@@ -13,8 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import EpochReport, TrainData, TrainResult
-from bench.spec import TrainRecipe
+from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainResult
+from bench.spec import ModelSpec, TrainRecipe
+from bench.spec.model import Conv2D, Dense
+from impl_tf import weights
 
 
 def make_optimizer(recipe: TrainRecipe) -> keras.optimizers.Optimizer:
@@ -22,6 +24,10 @@ def make_optimizer(recipe: TrainRecipe) -> keras.optimizers.Optimizer:
         raise NotImplementedError(f"tf backend: optimizer {recipe.optimizer!r} is not implemented (train)")
     # Keras SGD keeps m = momentum * m - lr * g; set_learning_rate keeps it equal to torch's form.
     return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+
+
+def prunable_kernel_names(spec: ModelSpec) -> list[str]:
+    return [f"{layer.name}.weight" for layer in spec.layers if isinstance(layer, (Conv2D, Dense))]
 
 
 def set_learning_rate(optimizer: keras.optimizers.SGD, learning_rate: float) -> None:
@@ -38,13 +44,44 @@ def set_learning_rate(optimizer: keras.optimizers.SGD, learning_rate: float) -> 
             buffer.assign(buffer * ratio)
 
 
+class KernelMasks:
+    """Pruning masks for Keras kernels: one mask variable per masked kernel, in Keras layout.
+
+    TF Model Optimization Toolkit does not support Keras 3, so the masks are applied here: the
+    kernels are multiplied by their masks when a mask changes and after every optimizer step.
+    """
+
+    def __init__(self, model: keras.Model, spec: ModelSpec, names: list[str]):
+        self.spec = spec
+        self.pairs: dict[str, tuple[tf.Variable, tf.Variable]] = {}
+        for name in names:
+            kernel = model.get_layer(name.rsplit(".", 1)[0]).kernel
+            mask = tf.Variable(tf.ones_like(kernel), trainable=False, name=f"{name}_mask")
+            self.pairs[name] = (kernel, mask)
+
+    def assign(self, masks: dict[str, np.ndarray]) -> None:
+        unknown = sorted(set(masks) - set(self.pairs))
+        if unknown:
+            raise ValueError(f"tf backend: masks for {unknown}, but only {sorted(self.pairs)} can be masked")
+        for name, mask in weights.kernels_to_keras(self.spec, masks).items():
+            self.pairs[name][1].assign(mask.astype(np.float32))
+        self.apply()
+
+    def apply(self) -> None:
+        for kernel, mask in self.pairs.values():
+            kernel.assign(kernel * mask)
+
+
 def train_model(
     model: keras.Model,
+    spec: ModelSpec,
     recipe: TrainRecipe,
     data: TrainData,
     on_epoch: Callable[[EpochReport], None],
+    masks_for_epoch: MasksForEpoch | None = None,
 ) -> TrainResult:
     optimizer = make_optimizer(recipe)
+    kernel_masks = KernelMasks(model, spec, prunable_kernel_names(spec)) if masks_for_epoch else None
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     images = tf.constant(np.ascontiguousarray(data.images.transpose(0, 2, 3, 1)))
     labels = tf.constant(data.labels)
@@ -59,10 +96,15 @@ def train_model(
             loss = loss_fn(batch_labels, logits)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        if kernel_masks is not None:
+            kernel_masks.apply()
         return loss
 
     for epoch in range(recipe.epochs):
         set_learning_rate(optimizer, recipe.learning_rate_at(epoch))
+        masks = masks_for_epoch(epoch) if masks_for_epoch else None
+        if masks:
+            kernel_masks.assign(masks)
         loss_sum = 0.0
         start = time.perf_counter()
 

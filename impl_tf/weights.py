@@ -1,4 +1,4 @@
-"""Canonical weights in and out of a Keras model.
+"""Canonical weights in and out of a Keras model (also used for pruning masks, which share the layout).
 
 Keras stores conv kernels as HWIO and dense kernels as (in, out), and its Flatten orders features as
 (H, W, C). Canonical weights are OIHW, (out, in) and channel-major (C, H, W). The dense layer that
@@ -28,27 +28,40 @@ def _flattened_chw_by_dense(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
     return result
 
 
-def to_keras(spec: ModelSpec, weights: Weights) -> dict[str, list[np.ndarray]]:
-    """Convert canonical weights to [kernel, bias] lists in Keras layout, by layer name."""
-    check_weights(spec, weights)
+def kernels_to_keras(spec: ModelSpec, kernels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Convert canonical kernels (or masks of the same shape), keyed "layer.weight", to Keras layout."""
     flattened = _flattened_chw_by_dense(spec)
-    converted: dict[str, list[np.ndarray]] = {}
-    for layer in spec.layers:
+    layers = {layer.name: layer for layer in spec.layers}
+    converted: dict[str, np.ndarray] = {}
+    for name, kernel in kernels.items():
+        layer = layers[name.rsplit(".", 1)[0]]
         if isinstance(layer, Conv2D):
-            kernel = weights[f"{layer.name}.weight"].transpose(2, 3, 1, 0)
+            kernel = kernel.transpose(2, 3, 1, 0)
         elif isinstance(layer, Dense):
-            kernel = weights[f"{layer.name}.weight"]
             if layer.name in flattened:
                 channels, height, width = flattened[layer.name]
                 kernel = kernel.reshape(layer.units, channels, height, width).transpose(0, 2, 3, 1)
                 kernel = kernel.reshape(layer.units, -1)
             kernel = kernel.T
         else:
+            raise ValueError(f"layer {layer.name!r} of kind {layer.kind!r} has no kernel")
+        converted[name] = np.ascontiguousarray(kernel)
+    return converted
+
+
+def to_keras(spec: ModelSpec, weights: Weights) -> dict[str, list[np.ndarray]]:
+    """Convert canonical weights to [kernel, bias] lists in Keras layout, by layer name."""
+    check_weights(spec, weights)
+    names = [f"{layer.name}.weight" for layer in spec.layers if isinstance(layer, (Conv2D, Dense))]
+    kernels = kernels_to_keras(spec, {name: weights[name] for name in names})
+    converted: dict[str, list[np.ndarray]] = {}
+    for layer in spec.layers:
+        if not isinstance(layer, (Conv2D, Dense)):
             continue
-        converted[layer.name] = [
-            np.ascontiguousarray(kernel, dtype=np.float32),
-            np.asarray(weights[f"{layer.name}.bias"], dtype=np.float32),
-        ]
+        kernel = kernels[f"{layer.name}.weight"]
+        converted[layer.name] = [np.ascontiguousarray(kernel, dtype=np.float32)]
+        if layer.bias:
+            converted[layer.name].append(np.asarray(weights[f"{layer.name}.bias"], dtype=np.float32))
     return converted
 
 
@@ -59,7 +72,7 @@ def from_keras(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -> W
     for layer in spec.layers:
         if layer.name not in keras_weights:
             continue
-        kernel, bias = keras_weights[layer.name]
+        kernel = keras_weights[layer.name][0]
         if isinstance(layer, Conv2D):
             canonical = kernel.transpose(3, 2, 0, 1)
         elif isinstance(layer, Dense):
@@ -71,7 +84,8 @@ def from_keras(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -> W
         else:
             continue
         weights[f"{layer.name}.weight"] = np.ascontiguousarray(canonical, dtype=np.float32)
-        weights[f"{layer.name}.bias"] = np.array(bias, dtype=np.float32)
+        if layer.bias:
+            weights[f"{layer.name}.bias"] = np.array(keras_weights[layer.name][1], dtype=np.float32)
     check_weights(spec, weights)
     return weights
 

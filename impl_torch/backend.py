@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.backend import EpochReport, NativeRuntime, TrainData, TrainResult
+from bench.backend import EpochReport, MasksForEpoch, NativeRuntime, TrainData, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
 from impl_torch import export, models, train, weights
 
@@ -64,11 +64,13 @@ class TorchBackend:
     def train(
         self,
         model: nn.Module,
+        spec: ModelSpec,
         recipe: TrainRecipe,
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
+        masks_for_epoch: MasksForEpoch | None = None,
     ) -> TrainResult:
-        return train.train_model(model, recipe, data, on_epoch)
+        return train.train_model(model, recipe, data, on_epoch, masks_for_epoch)
 
     def predict(self, model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         model.eval()
@@ -81,6 +83,14 @@ class TorchBackend:
 
     def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
         export.export_onnx(model, spec, path)
+
+    def quantize_native(
+        self, model: nn.Module, spec: ModelSpec, calibration_images: np.ndarray, artifacts_dir: Path, threads: int
+    ):
+        """int8 through PT2E (torchao's X86InductorQuantizer), compiled by Inductor: "torch-int8-pt2e"."""
+        from impl_torch.quantize import quantize_native
+
+        return quantize_native(model, spec, calibration_images, artifacts_dir, threads)
 
     def runtimes(self, model: nn.Module, spec: ModelSpec) -> dict[str, NativeRuntime]:
         model.eval()

@@ -22,13 +22,14 @@ def build_model(spec: ModelSpec) -> nn.Sequential:
                 layer.kernel_size,
                 stride=layer.stride,
                 padding=layer.padding,
+                bias=layer.bias,
             )
         elif isinstance(layer, MaxPool2D):
             modules[layer.name] = nn.MaxPool2d(layer.pool_size)
         elif isinstance(layer, Flatten):
             modules[layer.name] = nn.Flatten()
         elif isinstance(layer, Dense):
-            modules[layer.name] = nn.Linear(info.input_shape[0], layer.units)
+            modules[layer.name] = nn.Linear(info.input_shape[0], layer.units, bias=layer.bias)
         elif isinstance(layer, ReLU):
             modules[layer.name] = nn.ReLU()
         elif isinstance(layer, Dropout):

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.backend import EpochReport, TrainData, TrainResult
+from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainResult
 from bench.spec import TrainRecipe
+from impl_torch import pruning
 
 
 def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
@@ -24,6 +25,7 @@ def train_model(
     recipe: TrainRecipe,
     data: TrainData,
     on_epoch: Callable[[EpochReport], None],
+    masks_for_epoch: MasksForEpoch | None = None,
 ) -> TrainResult:
     optimizer = make_optimizer(model, recipe)
     images = torch.from_numpy(data.images)
@@ -33,6 +35,11 @@ def train_model(
     for epoch in range(recipe.epochs):
         for group in optimizer.param_groups:
             group["lr"] = recipe.learning_rate_at(epoch)
+        masks = masks_for_epoch(epoch) if masks_for_epoch else None
+        if masks:
+            # custom_from_mask re-registers each weight Parameter as weight_orig (the same object), so
+            # the optimizer keeps updating it, momentum buffers included.
+            pruning.apply_masks(model, masks)
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
         start = time.perf_counter()
@@ -52,5 +59,6 @@ def train_model(
         result.epoch_losses.append(mean_loss)
         on_epoch(EpochReport(epoch, recipe.epochs, mean_loss, seconds, len(data.labels)))
 
+    pruning.make_permanent(model)
     model.eval()
     return result

@@ -41,7 +41,7 @@ class LinearBackend:
     def count_parameters(self, model):
         return model["spec"].count_parameters()
 
-    def train(self, model, recipe, data, on_epoch):
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         from bench.backend import EpochReport
 
         result = TrainResult(samples_per_epoch=len(data.labels))
@@ -99,26 +99,26 @@ class LinearBackend:
 class RaisingBackend(LinearBackend):
     name = "fake-raising"
 
-    def train(self, model, recipe, data, on_epoch):
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         raise RuntimeError("fake training diverged")
 
 
 class MissingBackend(LinearBackend):
     name = "fake-missing"
 
-    def train(self, model, recipe, data, on_epoch):
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         raise NotImplementedError("fake-missing backend: step 'train' is not implemented")
 
 
 class DyingBackend(LinearBackend):
     name = "fake-dying"
 
-    def train(self, model, recipe, data, on_epoch):
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 class HangingBackend(LinearBackend):
     name = "fake-hanging"
 
-    def train(self, model, recipe, data, on_epoch):
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         time.sleep(3600)

@@ -76,3 +76,39 @@ def test_help_for_every_command(command):
     completed = run_cli(command, "--help")
     assert completed.returncode == 0
     assert "usage:" in completed.stdout
+
+
+def _recorded_run(tmp_path):
+    from bench.spec import get_profile
+    from bench.store import RunDir
+
+    run_dir = RunDir(tmp_path / "results" / "runs" / "RUN")
+    run_dir.write_run_info({"profile": get_profile("smoke").to_dict()})
+    return run_dir
+
+
+def test_resume_rejects_profile_changes(tmp_path, caplog):
+    run_dir = _recorded_run(tmp_path)
+    assert main(["all", "--resume", str(run_dir.path), "--epochs", "3"]) == 2
+    assert "drop --epochs" in caplog.text
+    assert main(["all", "--resume", str(run_dir.path), "--profile", "quick"]) == 2
+    assert "drop --profile" in caplog.text
+
+
+def test_resume_needs_run_json(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    assert main(["all", "--resume", str(tmp_path / "empty")]) == 2
+    assert "no run.json" in caplog.text
+
+
+def test_profile_round_trips_through_dict():
+    from bench.spec import Profile, get_profile
+
+    for name in ("smoke", "quick", "full"):
+        profile = get_profile(name)
+        assert Profile.from_dict(profile.to_dict()) == profile
+
+
+def test_missing_data_dir_rejected(tmp_path, caplog):
+    assert main(["all", "--profile", "smoke", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in caplog.text

@@ -13,7 +13,7 @@ from tests.frameworks import needs_both
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "all", "--profile", "smoke", "--results-dir", str(results)],
+        [sys.executable, "-m", "bench", "all", "--profile", "smoke", "--strategies", "baseline", "--results-dir", str(results)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -63,3 +63,16 @@ def test_parity_reports_broken_backend():
     )
     assert not report["passed"]
     assert "NoSuchBackend" in report["problems"][0]
+
+
+@needs_both
+def test_parity_pruning_masks_identical(parity_report):
+    (comparison,) = parity_report["comparisons"]
+    assert comparison["pruning_masks_equal"]
+    assert comparison["pruned_zero_patterns_equal"]
+
+
+@needs_both
+def test_parity_pruned_finetune_agrees(parity_report):
+    (comparison,) = parity_report["comparisons"]
+    assert comparison["pruned_weights_max_abs_diff"] <= TRAINED_WEIGHTS_ATOL

@@ -27,6 +27,7 @@ def fake_profile(**changes):
         throughput_min_values=3,
         throughput_min_duration_s=0.0,
     )
+    changes.setdefault("strategies", ("baseline",))
     return get_profile("smoke").with_overrides(epochs=1, train_limit=200, test_limit=100, timing=timing, **changes)
 
 

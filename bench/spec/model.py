@@ -18,13 +18,14 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Conv2D:
-    """2-D convolution with bias, square kernel, 'valid' padding unless `padding` says otherwise."""
+    """2-D convolution with a square kernel, zero padding of `padding` pixels on each side."""
 
     name: str
     out_channels: int
     kernel_size: int
     stride: int = 1
     padding: int = 0
+    bias: bool = True
     kind: str = field(default="conv2d", init=False)
 
     def __post_init__(self) -> None:
@@ -47,7 +48,10 @@ class Conv2D:
     def parameter_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         in_channels = input_shape[0]
         k = self.kernel_size
-        return {"weight": (self.out_channels, in_channels, k, k), "bias": (self.out_channels,)}
+        shapes = {"weight": (self.out_channels, in_channels, k, k)}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,11 @@ class Flatten:
 
 @dataclass(frozen=True)
 class Dense:
-    """Fully connected layer with bias."""
+    """Fully connected layer."""
 
     name: str
     units: int
+    bias: bool = True
     kind: str = field(default="dense", init=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +119,10 @@ class Dense:
         return (self.units,)
 
     def parameter_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        return {"weight": (self.units, input_shape[0]), "bias": (self.units,)}
+        shapes = {"weight": (self.units, input_shape[0])}
+        if self.bias:
+            shapes["bias"] = (self.units,)
+        return shapes
 
 
 @dataclass(frozen=True)

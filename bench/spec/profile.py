@@ -8,6 +8,7 @@ from bench.spec._validate import check_choice, check_float, check_int, check_nam
 from bench.spec.recipe import TrainRecipe
 
 FRAMEWORKS = ("torch", "tf")
+ALL_STRATEGIES = ("baseline", "prune-unstructured", "prune-structured", "lowrank", "quantize", "compress")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Profile:
     dataset: str
     model: str = "lenet5"
     frameworks: tuple[str, ...] = FRAMEWORKS
-    strategies: tuple[str, ...] = ("baseline",)
+    strategies: tuple[str, ...] = ALL_STRATEGIES
     seeds: tuple[int, ...] = (0,)
     epochs: int = 10
     batch_size: int = 64
@@ -112,6 +113,19 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Profile":
+        """Rebuild a profile from `to_dict` output (as stored in a run's run.json), validating it again."""
+        values = dict(data)
+        values["timing"] = TimingSpec(**values.get("timing", {}))
+        for name in ("frameworks", "strategies", "seeds"):
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ValueError(f"invalid profile {data.get('name')!r}: {error}") from None
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -132,7 +146,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description="the default: Fashion-MNIST, 10 epochs, one seed; minutes on a laptop CPU",
+        description="Fashion-MNIST, 10 epochs, one seed; minutes on a laptop CPU",
         dataset="fashion-mnist",
         epochs=10,
     ),

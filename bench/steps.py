@@ -1,0 +1,347 @@
+"""The steps a strategy is made of, run inside a cell's process on one backend.
+
+Compression transforms (masks, structured pruning, factorization) are computed once in numpy on
+canonical weights (bench.compress), so both frameworks get the same smaller or sparser network from
+the same weights; each backend only builds, trains and exports. Quantization is recorded here and
+carried out after the fp32 export (bench.cell).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.backend import Backend, EpochReport, TrainData
+from bench.data import batch_indices
+from bench.spec import ModelSpec, TrainRecipe, initial_weights, load_weights, save_weights
+from bench.spec.strategy import (
+    FinetuneParams,
+    LowRankParams,
+    PruneParams,
+    QuantizeParams,
+    SearchParams,
+    StepSpec,
+    StructuredPruneParams,
+)
+from bench.store import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellState:
+    """What the steps of one cell share: the backend, the current network and what was done to it."""
+
+    cell_id: str
+    framework: str
+    backend: Backend
+    spec: ModelSpec
+    model: Any
+    recipe: TrainRecipe
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    dataset_key: str
+    cache_dir: Path | None = None
+    artifacts_dir: Path | None = None
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    training: dict = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)
+    quantize: QuantizeParams | None = None
+
+
+def run_steps(state: CellState, steps: tuple[StepSpec, ...]) -> None:
+    handlers = {
+        "train": step_train,
+        "prune": step_prune,
+        "prune-structured": step_prune_structured,
+        "lowrank": step_lowrank,
+        "quantize": step_quantize,
+        "search": step_search,
+    }
+    for step in steps:
+        handler = handlers.get(step.name)
+        if handler is None:
+            raise NotImplementedError(f"{state.backend.name} backend: step {step.name!r} is not implemented")
+        log.info("%s: step %s", state.cell_id, step.name)
+        handler(state, step.params)
+
+
+def _epoch_logger(state: CellState, phase: str):
+    def on_epoch(report: EpochReport) -> None:
+        log.info(
+            "%s: %s epoch %d/%d loss %.4f, %.1f s, %.0f samples/s",
+            state.cell_id,
+            phase,
+            report.epoch + 1,
+            report.epochs,
+            report.loss,
+            report.seconds,
+            report.samples / report.seconds if report.seconds > 0 else float("nan"),
+        )
+
+    return on_epoch
+
+
+def _train(state: CellState, recipe: TrainRecipe, phase: str, masks_for_epoch=None) -> dict:
+    labels = state.train_labels
+    data = TrainData(
+        images=state.train_images,
+        labels=labels,
+        batch_order=lambda epoch: batch_indices(len(labels), recipe.batch_size, recipe.seed, epoch),
+    )
+    result = state.backend.train(
+        state.model, state.spec, recipe, data, _epoch_logger(state, phase), masks_for_epoch
+    )
+    seconds_per_epoch = float(np.mean(result.epoch_seconds))
+    return {
+        "epochs": recipe.epochs,
+        "learning_rate": recipe.learning_rate,
+        "lr_schedule": recipe.lr_schedule,
+        "samples_per_epoch": result.samples_per_epoch,
+        "epoch_seconds": result.epoch_seconds,
+        "epoch_losses": result.epoch_losses,
+        "train_seconds_per_epoch": seconds_per_epoch,
+        "train_samples_per_s": result.samples_per_epoch / seconds_per_epoch if seconds_per_epoch else None,
+    }
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+def training_cache_key(state: CellState) -> str:
+    """Identify a trained network: framework, architecture, data, recipe and initial weights."""
+    payload = json.dumps(
+        {
+            "framework": state.framework,
+            "backend": state.backend.name,
+            "model": state.spec.fingerprint(),
+            "data": state.dataset_key,
+            "recipe": state.recipe.to_dict(),
+            "initial_weights": "glorot-uniform-v1",
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def step_train(state: CellState, params: Any) -> None:
+    """Train from the canonical initial weights, or reuse the same training from earlier in the run.
+
+    Every strategy starts from the trained baseline, so a run trains it once per framework and seed
+    and later cells load the cached weights (bench all runs the baseline cells first).
+    """
+    key = training_cache_key(state)
+    cached = _load_cached_training(state, key)
+    if cached is not None:
+        state.training = cached
+        state.steps.append({"step": "train", "cache_key": key, "from_cache": True})
+        return
+
+    state.backend.set_weights(state.model, state.spec, initial_weights(state.spec, state.recipe.seed))
+    state.training = _train(state, state.recipe, "train")
+    state.steps.append({"step": "train", "cache_key": key, "from_cache": False})
+    _save_cached_training(state, key)
+
+
+def _load_cached_training(state: CellState, key: str) -> dict | None:
+    if state.cache_dir is None:
+        return None
+    weights_path = state.cache_dir / f"{key}.npz"
+    info_path = state.cache_dir / f"{key}.json"
+    if not (weights_path.exists() and info_path.exists()):
+        return None
+    state.backend.set_weights(state.model, state.spec, load_weights(weights_path))
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    log.info("%s: trained weights loaded from %s (trained by %s)", state.cell_id, weights_path, info["cell_id"])
+    return {**info["training"], "trained_by_cell": info["cell_id"]}
+
+
+def _save_cached_training(state: CellState, key: str) -> None:
+    if state.cache_dir is None:
+        return
+    state.cache_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = state.cache_dir / f"{key}.npz"
+    temporary = state.cache_dir / f".{key}.{os.getpid()}.npz"
+    save_weights(temporary, state.backend.get_weights(state.model, state.spec))
+    os.replace(temporary, weights_path)
+    write_json_atomic(state.cache_dir / f"{key}.json", {"cell_id": state.cell_id, "training": state.training})
+
+
+# --- compression steps ---------------------------------------------------------------------------
+
+
+def _finetune_recipe(state: CellState, params: FinetuneParams) -> TrainRecipe:
+    return replace(
+        state.recipe,
+        epochs=params.finetune_epochs,
+        learning_rate=params.finetune_learning_rate,
+        lr_schedule="cosine",
+    )
+
+
+def step_prune(state: CellState, params: PruneParams) -> None:
+    """Global magnitude pruning, sparsity rising by the polynomial schedule during fine-tuning."""
+    from bench.compress import global_magnitude_masks, polynomial_sparsity, prunable_kernels, sparsity_report
+
+    names = prunable_kernels(state.spec, params.layers)
+    schedule: list[float] = []
+
+    def masks_for_epoch(epoch: int) -> dict[str, np.ndarray]:
+        sparsity = polynomial_sparsity(epoch, params)
+        schedule.append(sparsity)
+        weights = state.backend.get_weights(state.model, state.spec)
+        log.info("%s: prune epoch %d: target sparsity %.3f", state.cell_id, epoch + 1, sparsity)
+        return global_magnitude_masks(weights, sparsity, names)
+
+    finetune = _train(state, _finetune_recipe(state, params), "prune fine-tune", masks_for_epoch)
+    weights = state.backend.get_weights(state.model, state.spec)
+    state.steps.append(
+        {
+            "step": "prune",
+            "params": _params_dict(params),
+            "sparsity_schedule": schedule,
+            "sparsity": sparsity_report(weights, names),
+            "finetune": finetune,
+        }
+    )
+
+
+def step_prune_structured(state: CellState, params: StructuredPruneParams) -> None:
+    """Remove the lowest-L1 channels and neurons, rebuild the smaller network, fine-tune."""
+    from bench.compress import prune_structured
+
+    weights = state.backend.get_weights(state.model, state.spec)
+    spec, new_weights, report = prune_structured(state.spec, weights, params)
+    _replace_network(state, spec, new_weights)
+    finetune = _train(state, _finetune_recipe(state, params), "structured fine-tune")
+    state.steps.append({"step": "prune-structured", "params": _params_dict(params), "report": report, "finetune": finetune})
+
+
+def step_lowrank(state: CellState, params: LowRankParams) -> None:
+    """Factorize dense and conv layers by truncated SVD, rebuild, fine-tune."""
+    from bench.compress import factorize
+
+    weights = state.backend.get_weights(state.model, state.spec)
+    spec, new_weights, report = factorize(state.spec, weights, params)
+    _replace_network(state, spec, new_weights)
+    finetune = _train(state, _finetune_recipe(state, params), "low-rank fine-tune")
+    state.steps.append({"step": "lowrank", "params": _params_dict(params), "report": report, "finetune": finetune})
+
+
+def step_quantize(state: CellState, params: QuantizeParams) -> None:
+    """Record the request; bench.cell quantizes after the fp32 export, where the runtimes are measured."""
+    state.quantize = params
+    state.steps.append({"step": "quantize", "params": _params_dict(params)})
+
+
+def _replace_network(state: CellState, spec: ModelSpec, weights) -> None:
+    log.info(
+        "%s: network %s -> %s: %d -> %d parameters",
+        state.cell_id,
+        state.spec.name,
+        spec.name,
+        state.spec.count_parameters(),
+        spec.count_parameters(),
+    )
+    state.spec = spec
+    state.model = state.backend.build(spec)
+    state.backend.set_weights(state.model, spec, weights)
+
+
+def _params_dict(params: Any) -> dict:
+    return asdict(params)
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+def step_search(state: CellState, params: SearchParams) -> None:
+    """Run every candidate pipeline from the trained network; keep the smallest accurate one."""
+    from bench.measure import model_size
+
+    if state.validation is None:
+        raise ValueError("step 'search' needs a validation split: set StrategySpec.validation_fraction > 0")
+    if state.artifacts_dir is None:
+        raise ValueError("step 'search' needs an artifacts directory for its candidate exports")
+    start_spec = state.spec
+    start_weights = state.backend.get_weights(state.model, state.spec)
+    start_accuracy = validation_accuracy(state)
+    log.info("%s: search: trained network, validation accuracy %.4f", state.cell_id, start_accuracy)
+
+    results = []
+    networks = []
+    for index, candidate in enumerate(params.candidates):
+        _replace_network(state, start_spec, start_weights)
+        outer_steps, state.steps = state.steps, []
+        _run_candidate(state, candidate, params)
+        candidate_steps, state.steps = state.steps, outer_steps
+
+        onnx_path = state.artifacts_dir / f"search-candidate-{index}.onnx"
+        state.backend.export_onnx(state.model, state.spec, onnx_path)
+        accuracy = validation_accuracy(state)
+        result = {
+            "candidate": asdict(candidate),
+            "validation_accuracy": accuracy,
+            "accuracy_drop": start_accuracy - accuracy,
+            "qualifies": start_accuracy - accuracy <= params.max_accuracy_drop,
+            "params": state.spec.count_parameters(),
+            **model_size(onnx_path),
+            "steps": candidate_steps,
+        }
+        log.info(
+            "%s: search candidate %d/%d %s: validation accuracy %.4f, %d gzip bytes%s",
+            state.cell_id,
+            index + 1,
+            len(params.candidates),
+            asdict(candidate),
+            accuracy,
+            result["size_gzip_bytes"],
+            "" if result["qualifies"] else " (too inaccurate)",
+        )
+        results.append(result)
+        networks.append((state.spec, state.backend.get_weights(state.model, state.spec)))
+
+    chosen = _choose_candidate(results)
+    _replace_network(state, *networks[chosen])
+    state.steps.append(
+        {
+            "step": "search",
+            "params": {"max_accuracy_drop": params.max_accuracy_drop, "finetune_epochs": params.finetune_epochs},
+            "validation_samples": len(state.validation[1]),
+            "start_validation_accuracy": start_accuracy,
+            "candidates": results,
+            "chosen": chosen,
+            "chosen_qualifies": results[chosen]["qualifies"],
+        }
+    )
+
+
+def _run_candidate(state: CellState, candidate, params: SearchParams) -> None:
+    finetune = {"finetune_epochs": params.finetune_epochs, "finetune_learning_rate": params.finetune_learning_rate}
+    if candidate.structured_ratio > 0:
+        step_prune_structured(state, StructuredPruneParams(ratio=candidate.structured_ratio, **finetune))
+    if candidate.lowrank_energy is not None:
+        step_lowrank(state, LowRankParams(energy=candidate.lowrank_energy, **finetune))
+    if candidate.sparsity > 0:
+        step_prune(state, PruneParams(sparsity=candidate.sparsity, **finetune))
+
+
+def _choose_candidate(results: list[dict]) -> int:
+    """Index of the smallest qualifying candidate by gzip size, else of the most accurate one."""
+    qualifying = [index for index, result in enumerate(results) if result["qualifies"]]
+    if qualifying:
+        return min(qualifying, key=lambda index: results[index]["size_gzip_bytes"])
+    return max(range(len(results)), key=lambda index: results[index]["validation_accuracy"])
+
+
+def validation_accuracy(state: CellState) -> float:
+    images, labels = state.validation
+    logits = state.backend.predict(state.model, images)
+    return float(np.mean(logits.argmax(axis=1) == labels))
