@@ -72,6 +72,33 @@ class NativeRuntime:
     setup_seconds: float | None = None  # one-time cost before the first call (session creation, ...)
 
 
+@dataclass
+class NativeInt8:
+    """A framework's own int8 model: its runtime, serialized size and which layers run in int8."""
+
+    runtime_name: str
+    runtime: NativeRuntime
+    size_bytes: int  # the serialized quantized model in artifacts_dir
+    coverage: dict[str, Any]
+    description: str
+    setup_seconds: float  # conversion time: export, calibration, compile or flatbuffer writing
+
+
+def check_calibration_images(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
+    """Return calibration images as contiguous float32 (N, C, H, W), or raise naming what is wrong."""
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"calibration_images must be a numpy array, got {type(images).__name__}")
+    expected = tuple(spec.input_shape)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or len(images) == 0:
+        raise ValueError(
+            f"calibration_images must have shape (N >= 1, {', '.join(map(str, expected))}) "
+            f"in the canonical NCHW layout, got {images.shape}"
+        )
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"calibration_images must be floating point (float32), got {images.dtype}")
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One framework's implementation of the steps a strategy is made of."""

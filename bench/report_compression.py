@@ -79,9 +79,9 @@ def int8_section(frame: pd.DataFrame) -> list[str]:
         "",
         "The int8 model and its fp32 source measured in the same cell, with the thread count shown.",
         "",
-        "| framework | int8 runtime | fp32 runtime | threads | fp32 p50 ms | int8 p50 ms | batch 1 | "
+        "| strategy | framework | int8 runtime | fp32 runtime | threads | fp32 p50 ms | int8 p50 ms | batch 1 | "
         "fp32 samples/s | int8 samples/s | large batch | accuracy drop (points) | int8 bytes |",
-        "|" + "---|" * 12,
+        "|" + "---|" * 13,
     ]
     for row in int8.to_dict("records"):
         counterpart = FP32_COUNTERPART[row["runtime"]]
@@ -92,6 +92,7 @@ def int8_section(frame: pd.DataFrame) -> list[str]:
             "| "
             + " | ".join(
                 [
+                    row["strategy"],
                     row["framework"],
                     row["runtime"],
                     counterpart,

@@ -116,13 +116,19 @@ def _train(state: CellState, recipe: TrainRecipe, phase: str, masks_for_epoch=No
 
 
 def training_cache_key(state: CellState) -> str:
-    """Identify a trained network: framework, architecture, data, recipe and initial weights."""
+    """Identify a trained network: framework, architecture, data, recipe and initial weights.
+
+    The training labels' digest is part of the key, so a cell that holds out a validation split never
+    loads a network that was trained on its validation images.
+    """
     payload = json.dumps(
         {
             "framework": state.framework,
             "backend": state.backend.name,
             "model": state.spec.fingerprint(),
             "data": state.dataset_key,
+            "train_samples": len(state.train_labels),
+            "train_labels_sha256": hashlib.sha256(np.ascontiguousarray(state.train_labels).tobytes()).hexdigest(),
             "recipe": state.recipe.to_dict(),
             "initial_weights": "glorot-uniform-v1",
         },
@@ -218,10 +224,24 @@ def step_prune_structured(state: CellState, params: StructuredPruneParams) -> No
     from bench.compress import prune_structured
 
     weights = state.backend.get_weights(state.model, state.spec)
-    spec, new_weights, report = prune_structured(state.spec, weights, params)
+    key = _decision_key(state, "prune-structured", params)
+    decision = _load_decision(state, key)
+    kept = decision["kept"] if decision else None
+    spec, new_weights, report = prune_structured(state.spec, weights, params, kept=kept)
+    if decision is None:
+        kept = {name: layer["kept_indices"] for name, layer in report["layers"].items() if layer["selected"]}
+        decision = _save_decision(state, key, {"kept": kept})
     _replace_network(state, spec, new_weights)
     finetune = _train(state, _finetune_recipe(state, params), "structured fine-tune")
-    state.steps.append({"step": "prune-structured", "params": _params_dict(params), "report": report, "finetune": finetune})
+    state.steps.append(
+        {
+            "step": "prune-structured",
+            "params": _params_dict(params),
+            "decision": decision["source"],
+            "report": report,
+            "finetune": finetune,
+        }
+    )
 
 
 def step_lowrank(state: CellState, params: LowRankParams) -> None:
@@ -229,10 +249,60 @@ def step_lowrank(state: CellState, params: LowRankParams) -> None:
     from bench.compress import factorize
 
     weights = state.backend.get_weights(state.model, state.spec)
-    spec, new_weights, report = factorize(state.spec, weights, params)
+    key = _decision_key(state, "lowrank", params)
+    decision = _load_decision(state, key)
+    ranks = decision["ranks"] if decision else None
+    spec, new_weights, report = factorize(state.spec, weights, params, ranks=ranks)
+    if decision is None:
+        ranks = {name: layer["rank"] for name, layer in report["layers"].items() if layer["factorized"]}
+        decision = _save_decision(state, key, {"ranks": ranks})
     _replace_network(state, spec, new_weights)
     finetune = _train(state, _finetune_recipe(state, params), "low-rank fine-tune")
-    state.steps.append({"step": "lowrank", "params": _params_dict(params), "report": report, "finetune": finetune})
+    state.steps.append(
+        {
+            "step": "lowrank",
+            "params": _params_dict(params),
+            "decision": decision["source"],
+            "report": report,
+            "finetune": finetune,
+        }
+    )
+
+
+# Structural decisions (which channels to keep, which ranks) are shared by the frameworks of a run: the
+# first cell to reach a step with the same inputs computes them from its own trained weights and saves
+# them, and the other framework cuts its weights to the same architecture. Otherwise two nearly equal
+# singular values or L1 norms could give the two rows of a strategy different networks.
+
+
+def _decision_key(state: CellState, step: str, params: Any) -> str:
+    payload = json.dumps(
+        {
+            "step": step,
+            "params": _params_dict(params),
+            "model": state.spec.fingerprint(),
+            "data": state.dataset_key,
+            "train_samples": len(state.train_labels),
+            "recipe": state.recipe.to_dict(),
+        },
+        sort_keys=True,
+    )
+    return "decision-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _load_decision(state: CellState, key: str) -> dict | None:
+    if state.cache_dir is None or not (state.cache_dir / f"{key}.json").exists():
+        return None
+    decision = json.loads((state.cache_dir / f"{key}.json").read_text(encoding="utf-8"))
+    log.info("%s: structural decision loaded from %s (made by %s)", state.cell_id, key, decision["cell_id"])
+    return {**decision, "source": f"loaded from {decision['cell_id']}"}
+
+
+def _save_decision(state: CellState, key: str, decision: dict) -> dict:
+    record = {**decision, "cell_id": state.cell_id}
+    if state.cache_dir is not None:
+        write_json_atomic(state.cache_dir / f"{key}.json", record)
+    return {**record, "source": "computed here"}
 
 
 def step_quantize(state: CellState, params: QuantizeParams) -> None:

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import NativeRuntime
+from bench.backend import NativeInt8, NativeRuntime, check_calibration_images
 from bench.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,6 @@ CALIBRATION_BATCH_SIZE = 32
 
 # TFLite ops that convert between float32 and int8 at the model's edges. They belong to no layer.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-
-
-@dataclass
-class NativeInt8:
-    """A framework's own int8 model: its runtime, serialized size and which layers run in int8."""
-
-    runtime_name: str
-    runtime: NativeRuntime
-    size_bytes: int  # the serialized quantized model in artifacts_dir
-    coverage: dict[str, Any]
-    description: str
-    setup_seconds: float  # SavedModel export, calibration and conversion
 
 
 def quantize_native(
@@ -65,7 +53,7 @@ def quantize_native(
 
     Writes `<spec.name>-int8.tflite` to `artifacts_dir`. The interpreters run with `threads` threads.
     """
-    images = _check_calibration_images(spec, calibration_images)
+    images = check_calibration_images(spec, calibration_images)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
 
@@ -104,20 +92,6 @@ def quantize_native(
         description=description,
         setup_seconds=setup_seconds,
     )
-
-
-def _check_calibration_images(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"calibration_images must be a numpy array, got {type(images).__name__}")
-    expected = tuple(spec.input_shape)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected or len(images) == 0:
-        raise ValueError(
-            f"calibration_images must have shape (N >= 1, {', '.join(map(str, expected))}) "
-            f"in the canonical NCHW layout, got {images.shape}"
-        )
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"calibration_images must be floating point (float32), got {images.dtype}")
-    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 def _to_nhwc(images: np.ndarray) -> np.ndarray:

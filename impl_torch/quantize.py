@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from bench.backend import NativeRuntime
+from bench.backend import NativeInt8, NativeRuntime, check_calibration_images
 from bench.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,6 @@ _DEQUANTIZE_PER_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
 _DEQUANTIZE_OPS = {"quantized_decomposed.dequantize_per_tensor.default", _DEQUANTIZE_PER_CHANNEL}
 
 
-@dataclass
-class NativeInt8:
-    """A framework's own int8 model: its runtime, serialized size and which layers run in int8."""
-
-    runtime_name: str
-    runtime: NativeRuntime
-    size_bytes: int  # the serialized quantized model in artifacts_dir
-    coverage: dict[str, Any]
-    description: str
-    setup_seconds: float  # export, calibration, conversion, saving and the batch-1 compile
-
-
 def quantize_native(
     model: nn.Module,
     spec: ModelSpec,
@@ -75,7 +63,7 @@ def quantize_native(
     torch.export.load) to `artifacts_dir`. `threads` sets torch's intra-op thread count, which is
     process-wide, before compiling, because Inductor's C++ kernels take their thread count at compile time.
     """
-    images = _check_calibration_images(spec, calibration_images)
+    images = check_calibration_images(spec, calibration_images)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if torch.get_num_threads() != threads:
@@ -115,20 +103,6 @@ def quantize_native(
         description=description,
         setup_seconds=setup_seconds,
     )
-
-
-def _check_calibration_images(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"calibration_images must be a numpy array, got {type(images).__name__}")
-    expected = tuple(spec.input_shape)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected or len(images) == 0:
-        raise ValueError(
-            f"calibration_images must have shape (N >= 1, {', '.join(map(str, expected))}) "
-            f"in the canonical NCHW layout, got {images.shape}"
-        )
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"calibration_images must be floating point (float32), got {images.dtype}")
-    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 def _export_example(images: np.ndarray) -> tuple[torch.Tensor]:

@@ -106,9 +106,20 @@ def test_quantized_rows_within_tolerance(records, framework):
 
 @needs_both
 @pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_compress_search_trains_without_validation_images(records, framework):
+    record = records[("compress", framework)]
+    train_step = record["steps"][0]
+    baseline_key = records[("baseline", framework)]["steps"][0]["cache_key"]
+    assert train_step["step"] == "train"
+    assert train_step["cache_key"] != baseline_key
+    assert not train_step["from_cache"]
+
+
+@needs_both
+@pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_compress_search_recorded(records, framework):
     search = next(step for step in records[("compress", framework)]["steps"] if step["step"] == "search")
-    assert len(search["candidates"]) == 4
+    assert len(search["candidates"]) == 5
     candidates = search["candidates"]
     chosen = candidates[search["chosen"]]
     qualifying = [c for c in candidates if c["qualifies"]]

@@ -16,6 +16,15 @@ from bench.spec import (
     lenet5,
 )
 from bench.spec.model import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec
+from bench.spec.strategy import (
+    LowRankParams,
+    PruneParams,
+    QuantizeParams,
+    SearchCandidate,
+    SearchParams,
+    StepSpec,
+    StructuredPruneParams,
+)
 
 
 def test_lenet5_has_61706_parameters():
@@ -224,3 +233,59 @@ def test_cosine_schedule_values():
 def test_constant_schedule_values():
     recipe = TrainRecipe(learning_rate=0.1, epochs=3, lr_schedule="constant")
     assert [recipe.learning_rate_at(epoch) for epoch in range(3)] == [0.1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: PruneParams(sparsity=1.0), "sparsity"),
+        (lambda: PruneParams(sparsity=-0.1), "sparsity"),
+        (lambda: PruneParams(sparsity=0.5, initial_sparsity=0.6), "initial_sparsity"),
+        (lambda: PruneParams(power=0), "power"),
+        (lambda: PruneParams(finetune_epochs=0), "finetune_epochs"),
+        (lambda: PruneParams(layers=()), "layers"),
+        (lambda: StructuredPruneParams(ratio=1.0), "ratio"),
+        (lambda: LowRankParams(energy=0.0), "energy"),
+        (lambda: LowRankParams(energy=None, rank=0), "rank"),
+        (lambda: LowRankParams(energy=0.9, rank=3), "exactly one of energy and rank"),
+        (lambda: QuantizeParams(calibration_samples=0), "calibration_samples"),
+        (lambda: SearchCandidate(sparsity=1.0), "sparsity"),
+        (lambda: SearchParams(candidates=()), "candidates"),
+        (lambda: StepSpec("distill"), "StepSpec.name"),
+        (lambda: StepSpec("prune", {"sparsity": 2.0}), "sparsity"),
+        (lambda: StepSpec("prune", {"sparsityy": 0.5}), "invalid parameters"),
+    ],
+)
+def test_step_params_validation_names_field(build, field):
+    with pytest.raises(ValueError, match=field):
+        build()
+
+
+def test_unknown_layer_names_rejected():
+    from bench.compress import factorize, prunable_kernels, prune_structured
+
+    spec = lenet5()
+    weights = initial_weights(spec, 0)
+    with pytest.raises(ValueError, match="fc9"):
+        prunable_kernels(spec, ("fc9",))
+    with pytest.raises(ValueError, match="fc9"):
+        prune_structured(spec, weights, StructuredPruneParams(layers=("fc9",)))
+    with pytest.raises(ValueError, match="fc9"):
+        factorize(spec, weights, LowRankParams(layers=("fc9",)))
+
+
+def test_rank_larger_than_layer_rejected():
+    from bench.compress import factorize
+
+    spec = lenet5()
+    with pytest.raises(ValueError, match="fc3"):
+        factorize(spec, initial_weights(spec, 0), LowRankParams(energy=None, rank=11, layers=("fc3",)))
+
+
+def test_every_strategy_builds_steps():
+    from bench.spec import STRATEGIES
+    from bench.spec.strategy import STEPS
+
+    for strategy in STRATEGIES.values():
+        assert strategy.steps[0].name == "train"
+        assert all(step.name in STEPS for step in strategy.steps)

@@ -9,7 +9,7 @@ k x k conv with r filters and the original stride and padding, and its second a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +33,9 @@ class _LayerResult:
     report: dict
 
 
-def factorize(spec: ModelSpec, weights: Weights, params: LowRankParams) -> tuple[ModelSpec, Weights, dict]:
+def factorize(
+    spec: ModelSpec, weights: Weights, params: LowRankParams, ranks: Mapping[str, int] | None = None
+) -> tuple[ModelSpec, Weights, dict]:
     """Factorize each selected conv and dense layer whose two factors have fewer parameters.
 
     The rank r is the smallest that keeps `params.energy` of the squared singular-value sum, or the
@@ -49,6 +51,10 @@ def factorize(spec: ModelSpec, weights: Weights, params: LowRankParams) -> tuple
     skipped layer reports rank = full_rank = min(rows, cols) and energy 1.0, with "reason" set to
     SKIPPED_NO_SAVING (None for a factorized layer). "candidate_rank" is the rank the rule chose.
     Raises ValueError, naming the layer, when a fixed rank exceeds min(rows, cols) of a selected layer.
+
+    `ranks` replaces the rule with a given rank per layer (a report's "rank" of its factorized layers),
+    so another framework's trained weights can be factorized to the same architecture; layers not in
+    `ranks` are kept.
     """
     check_weights(spec, weights)
     eligible = [layer.name for layer in kernel_layers(spec)]
@@ -65,7 +71,14 @@ def factorize(spec: ModelSpec, weights: Weights, params: LowRankParams) -> tuple
             new_weights.update(_copy_layer_weights(name, info, weights))
             continue
 
-        result = _factorize_layer(info, weights, params.energy, params.rank, taken_names)
+        if ranks is None:
+            result = _factorize_layer(info, weights, params.energy, params.rank, taken_names)
+        elif name in ranks:
+            result = _factorize_layer(info, weights, None, int(ranks[name]), taken_names)
+        else:
+            layers.append(info.layer)
+            new_weights.update(_copy_layer_weights(name, info, weights))
+            continue
         layers.extend(result.layers)
         new_weights.update(result.weights)
         report_layers[name] = result.report

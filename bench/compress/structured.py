@@ -25,7 +25,10 @@ _CHANNELWISE_KINDS = ("maxpool2d", "relu", "dropout")
 
 
 def prune_structured(
-    spec: ModelSpec, weights: Weights, params: StructuredPruneParams
+    spec: ModelSpec,
+    weights: Weights,
+    params: StructuredPruneParams,
+    kept: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[ModelSpec, Weights, dict]:
     """Drop the round(ratio * channels) output channels of smallest L1 norm from each selected layer.
 
@@ -40,6 +43,9 @@ def prune_structured(
     "original_channels", "kept_channels", "kept_indices", "parameters_before", "parameters_after"}}}
     with one entry per conv and dense layer. "selected" is true for the layers whose outputs were
     pruned. The others change only by losing inputs. For a dense layer, channels are its units.
+
+    `kept` replaces the L1 selection with given output-channel indices per layer (a report's
+    "kept_indices"), so another framework's trained weights can be cut to the same architecture.
     """
     check_weights(spec, weights)
     ratio = _check_ratio(params.ratio)
@@ -48,7 +54,10 @@ def prune_structured(
     infos = spec.layer_infos()
     positions = {info.layer.name: index for index, info in enumerate(infos)}
 
-    kept_outputs = {name: select_channels(weights[f"{name}.weight"], ratio) for name in targets}
+    if kept is None:
+        kept_outputs = {name: select_channels(weights[f"{name}.weight"], ratio) for name in targets}
+    else:
+        kept_outputs = {name: _given_channels(name, kept[name], weights) for name in targets if name in kept}
     kept_inputs = {}
     for name, kept_indices in kept_outputs.items():
         consumer, columns = consumer_inputs(infos, positions[name], kept_indices)
@@ -67,6 +76,14 @@ def prune_structured(
         report["parameters_after"],
     )
     return new_spec, new_weights, report
+
+
+def _given_channels(name: str, indices: Sequence[int], weights: Weights) -> np.ndarray:
+    channels = weights[f"{name}.weight"].shape[0]
+    array = np.asarray(sorted(int(index) for index in indices), dtype=np.int64)
+    if len(array) == 0 or array[0] < 0 or array[-1] >= channels or len(set(array.tolist())) != len(array):
+        raise ValueError(f"layer {name!r}: kept channel indices must be distinct values in [0, {channels}), got {list(indices)}")
+    return array
 
 
 def structured_prune_targets(spec: ModelSpec, layers: Sequence[str] | None = None) -> list[str]:

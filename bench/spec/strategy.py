@@ -141,9 +141,10 @@ class SearchCandidate:
 
 DEFAULT_CANDIDATES = (
     SearchCandidate(structured_ratio=0.5, sparsity=0.8),
-    SearchCandidate(structured_ratio=0.5, lowrank_energy=0.9, sparsity=0.8),
+    SearchCandidate(structured_ratio=0.3, sparsity=0.8),
+    SearchCandidate(structured_ratio=0.3, lowrank_energy=0.95, sparsity=0.8),
     SearchCandidate(structured_ratio=0.3, sparsity=0.9),
-    SearchCandidate(structured_ratio=0.0, sparsity=0.95),
+    SearchCandidate(structured_ratio=0.0, sparsity=0.9),
 )
 
 
