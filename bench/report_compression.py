@@ -16,7 +16,7 @@ COMPRESSION_STRATEGIES = ("prune-unstructured", "prune-structured", "lowrank", "
 
 
 def compression_section(frame: pd.DataFrame) -> list[str]:
-    """Each strategy's ONNX Runtime rows next to the baseline: accuracy, size, MACs and speedups."""
+    """Build the table of each strategy's ONNX Runtime rows against the baseline (accuracy, size, speed)."""
     rows = frame[(frame["status"] == STATUS_OK) & frame["runtime"].isin(["onnxruntime", "onnxruntime-int8"])]
     if rows.empty or not (rows["strategy"] != "baseline").any():
         return []
@@ -64,7 +64,7 @@ def compression_section(frame: pd.DataFrame) -> list[str]:
 
 
 def int8_section(frame: pd.DataFrame) -> list[str]:
-    """Whether int8 was faster or slower than fp32 in each runtime, measured in the same cell."""
+    """Build the table that says whether int8 was faster or slower than fp32, per runtime and cell."""
     from bench.report import FP32_COUNTERPART
 
     int8 = frame[frame["runtime"].isin(list(FP32_COUNTERPART)) & (frame["status"] == STATUS_OK)]
@@ -113,7 +113,7 @@ def int8_section(frame: pd.DataFrame) -> list[str]:
 
 
 def coverage_section(records: list[dict]) -> list[str]:
-    """Which layers each step actually pruned, factorized or quantized, per framework."""
+    """List the layers each step pruned, factorized or quantized, per cell."""
     lines: list[str] = []
     for record in sorted(records, key=lambda r: (r["cell"]["strategy"], r["cell"]["framework"])):
         if record["status"] != STATUS_OK:

@@ -1,8 +1,8 @@
 """The steps a strategy is made of, run inside a cell's process on one backend.
 
-Compression transforms (masks, structured pruning, factorization) are computed once in numpy on
-canonical weights (bench.compress), so both frameworks get the same smaller or sparser network from
-the same weights; each backend only builds, trains and exports. Quantization is recorded here and
+Compression transforms (masks, structured pruning, factorization) are computed in numpy on canonical
+weights (bench.compress), so both frameworks get the same smaller or sparser network from the same
+weights. Each backend only builds, trains and exports. Quantization is recorded here and
 carried out after the fp32 export (bench.cell).
 """
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CellState:
-    """What the steps of one cell share: the backend, the current network and what was done to it."""
+    """State shared by the steps of one cell: the backend, the current network and the step reports."""
 
     cell_id: str
     framework: str
@@ -269,10 +269,10 @@ def step_lowrank(state: CellState, params: LowRankParams) -> None:
     )
 
 
-# Structural decisions (which channels to keep, which ranks) are shared by the frameworks of a run: the
+# Structural decisions (which channels to keep, which ranks) are shared by the frameworks of a run. The
 # first cell to reach a step with the same inputs computes them from its own trained weights and saves
-# them, and the other framework cuts its weights to the same architecture. Otherwise two nearly equal
-# singular values or L1 norms could give the two rows of a strategy different networks.
+# them. The other framework then cuts its own weights to the same architecture, because two nearly
+# equal singular values or L1 norms could otherwise give the two rows of a strategy different networks.
 
 
 def _decision_key(state: CellState, step: str, params: Any) -> str:
