@@ -146,7 +146,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description="Fashion-MNIST, 10 epochs, one seed; minutes on a laptop CPU",
+        description="Fashion-MNIST, 10 epochs, one seed, every strategy",
         dataset="fashion-mnist",
         epochs=10,
     ),
