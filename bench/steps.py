@@ -223,49 +223,42 @@ def step_prune_structured(state: CellState, params: StructuredPruneParams) -> No
     """Remove the lowest-L1 channels and neurons, rebuild the smaller network, fine-tune."""
     from bench.compress import prune_structured
 
-    weights = state.backend.get_weights(state.model, state.spec)
-    key = _decision_key(state, "prune-structured", params)
-    decision = _load_decision(state, key)
-    kept = decision["kept"] if decision else None
-    spec, new_weights, report = prune_structured(state.spec, weights, params, kept=kept)
-    if decision is None:
+    def transform(weights, decision):
+        spec, new_weights, report = prune_structured(
+            state.spec, weights, params, kept=decision["kept"] if decision else None
+        )
         kept = {name: layer["kept_indices"] for name, layer in report["layers"].items() if layer["selected"]}
-        decision = _save_decision(state, key, {"kept": kept})
-    _replace_network(state, spec, new_weights)
-    finetune = _train(state, _finetune_recipe(state, params), "structured fine-tune")
-    state.steps.append(
-        {
-            "step": "prune-structured",
-            "params": _params_dict(params),
-            "decision": decision["source"],
-            "report": report,
-            "finetune": finetune,
-        }
-    )
+        return spec, new_weights, report, {"kept": kept}
+
+    _structural_step(state, "prune-structured", params, transform, "structured fine-tune")
 
 
 def step_lowrank(state: CellState, params: LowRankParams) -> None:
     """Factorize dense and conv layers by truncated SVD, rebuild, fine-tune."""
     from bench.compress import factorize
 
-    weights = state.backend.get_weights(state.model, state.spec)
-    key = _decision_key(state, "lowrank", params)
-    decision = _load_decision(state, key)
-    ranks = decision["ranks"] if decision else None
-    spec, new_weights, report = factorize(state.spec, weights, params, ranks=ranks)
-    if decision is None:
+    def transform(weights, decision):
+        spec, new_weights, report = factorize(state.spec, weights, params, ranks=decision["ranks"] if decision else None)
         ranks = {name: layer["rank"] for name, layer in report["layers"].items() if layer["factorized"]}
-        decision = _save_decision(state, key, {"ranks": ranks})
+        return spec, new_weights, report, {"ranks": ranks}
+
+    _structural_step(state, "lowrank", params, transform, "low-rank fine-tune")
+
+
+def _structural_step(state: CellState, step: str, params: FinetuneParams, transform, phase: str) -> None:
+    """Apply a transform that changes the architecture (with the run's shared decision), then fine-tune.
+
+    `transform(weights, decision)` returns (spec, weights, report, decision); `decision` is None when
+    this cell is the first to reach the step and makes the decision itself.
+    """
+    key = _decision_key(state, step, params)
+    loaded = _load_decision(state, key)
+    spec, new_weights, report, decision = transform(state.backend.get_weights(state.model, state.spec), loaded)
+    source = loaded["source"] if loaded else _save_decision(state, key, decision)["source"]
     _replace_network(state, spec, new_weights)
-    finetune = _train(state, _finetune_recipe(state, params), "low-rank fine-tune")
+    finetune = _train(state, _finetune_recipe(state, params), phase)
     state.steps.append(
-        {
-            "step": "lowrank",
-            "params": _params_dict(params),
-            "decision": decision["source"],
-            "report": report,
-            "finetune": finetune,
-        }
+        {"step": step, "params": _params_dict(params), "decision": source, "report": report, "finetune": finetune}
     )
 
 

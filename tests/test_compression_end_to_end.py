@@ -69,6 +69,15 @@ def test_onnx_export_matches_native(records, strategy, framework):
 
 
 @needs_both
+@pytest.mark.parametrize("strategy", ["prune-structured", "lowrank"])
+def test_structural_decision_shared(records, strategy):
+    torch_step = records[(strategy, "torch")]["steps"][-1]
+    tf_step = records[(strategy, "tf")]["steps"][-1]
+    assert torch_step["decision"] == "computed here"
+    assert tf_step["decision"] == f"loaded from {records[(strategy, 'torch')]['cell_id']}"
+
+
+@needs_both
 def test_unstructured_sparsity_reached(records):
     for framework in ("torch", "tf"):
         model = records[("prune-unstructured", framework)]["model"]
