@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--model", default="lenet5", choices=sorted(MODELS), help="model spec to check")
     parity.add_argument("--seed", type=int, default=0, help="seed of the canonical weights and the input batch")
     parity.add_argument("--batch-size", type=int, default=32, help="images in the random input batch")
+    parity.add_argument("--json", action="store_true", help="print the whole parity report as JSON")
     parity.set_defaults(handler=command_parity)
     return parser
 
@@ -295,5 +296,28 @@ def command_parity(args: argparse.Namespace) -> int:
     from bench.parity import check_parity
 
     report = check_parity(args.model, args.seed, args.batch_size)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else format_parity(report))
     return 0 if report["passed"] else 1
+
+
+def format_parity(report: dict) -> str:
+    """Summarize a parity report in a few lines: one per framework, one per comparison, the verdict."""
+    tolerances = report["tolerances"]
+    lines = [f"parity of {report['model']} (fingerprint {report['fingerprint']}), seed {report['seed']}"]
+    for name, result in report["frameworks"].items():
+        lines.append(
+            f"  {name}: {result['parameters']:,} parameters, ONNX vs native max |diff| "
+            f"{result['onnx_max_abs_diff']:.2g} (tolerance {tolerances['onnx_vs_native_logits']:g})"
+        )
+    for comparison in report["comparisons"]:
+        first, second = comparison["frameworks"]
+        lines.append(
+            f"  {first} vs {second}: logits max |diff| {comparison['logits_max_abs_diff']:.2g}, "
+            f"trained weights {comparison['trained_weights_max_abs_diff']:.2g}, "
+            f"pruned weights {comparison['pruned_weights_max_abs_diff']:.2g} "
+            f"(tolerance {tolerances['trained_weights_across_frameworks']:g}), "
+            f"masks {'identical' if comparison['pruning_masks_equal'] else 'DIFFERENT'}"
+        )
+    lines += [f"  problem: {problem}" for problem in report["problems"]]
+    lines.append("passed" if report["passed"] else "FAILED")
+    return "\n".join(lines)

@@ -112,3 +112,31 @@ def test_profile_round_trips_through_dict():
 def test_missing_data_dir_rejected(tmp_path, caplog):
     assert main(["all", "--profile", "smoke", "--data-dir", str(tmp_path / "nope")]) == 2
     assert "no such directory" in caplog.text
+
+
+def test_parity_summary_lines():
+    from bench.cli import format_parity
+
+    report = {
+        "model": "lenet5",
+        "fingerprint": "abc",
+        "seed": 0,
+        "tolerances": {"onnx_vs_native_logits": 1e-4, "trained_weights_across_frameworks": 1e-5},
+        "frameworks": {"torch": {"parameters": 61706, "onnx_max_abs_diff": 5e-7}},
+        "comparisons": [
+            {
+                "frameworks": ["torch", "tf"],
+                "logits_max_abs_diff": 7e-7,
+                "trained_weights_max_abs_diff": 9e-8,
+                "pruned_weights_max_abs_diff": 1e-7,
+                "pruning_masks_equal": False,
+            }
+        ],
+        "problems": ["torch vs tf: pruning masks differ"],
+        "passed": False,
+    }
+    text = format_parity(report)
+    assert "torch: 61,706 parameters" in text
+    assert "masks DIFFERENT" in text
+    assert "problem: torch vs tf: pruning masks differ" in text
+    assert text.splitlines()[-1] == "FAILED"
