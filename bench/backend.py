@@ -26,7 +26,7 @@ BACKENDS = {
 
 @dataclass
 class EpochReport:
-    """What a backend tells the caller after each training epoch."""
+    """Loss and timing of one finished training epoch, passed to the caller's callback."""
 
     epoch: int
     epochs: int
@@ -61,8 +61,8 @@ class TrainResult:
 class NativeRuntime:
     """A framework's own inference path, split so that timing covers `run` alone.
 
-    `prepare` converts canonical numpy images to the framework's input once, outside the timed loop;
-    `run` is the inference call that is timed; `to_numpy` converts its output for comparison.
+    `prepare` converts canonical numpy images to the framework's input once, outside the timed loop.
+    `run` is the inference call that is timed, and `to_numpy` converts its output for comparison.
     """
 
     prepare: Callable[[np.ndarray], Any]
@@ -82,6 +82,21 @@ class NativeInt8:
     coverage: dict[str, Any]
     description: str
     setup_seconds: float  # conversion time: export, calibration, compile or flatbuffer writing
+
+
+def native_int8(
+    runtime_name: str,
+    prepare: Callable[[np.ndarray], Any],
+    run: Callable[[Any], Any],
+    to_numpy: Callable[[Any], np.ndarray],
+    description: str,
+    setup_seconds: float,
+    model_path: Path,
+    coverage: dict[str, Any],
+) -> NativeInt8:
+    """Wrap a framework's quantized model and its inference functions as a NativeInt8."""
+    runtime = NativeRuntime(prepare, run, to_numpy, description, setup_seconds)
+    return NativeInt8(runtime_name, runtime, model_path.stat().st_size, coverage, description, setup_seconds)
 
 
 def check_calibration_images(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
@@ -135,7 +150,7 @@ class Backend(Protocol):
         """Train in place with `recipe`, visiting batches in `data.batch_order(epoch)`.
 
         With `masks_for_epoch`, masked weights are zero from the start of each epoch that returns masks
-        and stay zero through every optimizer step; the masks are folded into the weights at the end.
+        and stay zero through every optimizer step. The masks are folded into the weights at the end.
         """
 
     def predict(self, model: Any, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -64,7 +64,7 @@ def compression_section(frame: pd.DataFrame) -> list[str]:
 
 
 def int8_section(frame: pd.DataFrame) -> list[str]:
-    """Build the table that says whether int8 was faster or slower than fp32, per runtime and cell."""
+    """Build the table of int8 against fp32 speed (faster or slower), per runtime and cell."""
     from bench.report import FP32_COUNTERPART
 
     int8 = frame[frame["runtime"].isin(list(FP32_COUNTERPART)) & (frame["status"] == STATUS_OK)]

@@ -202,7 +202,7 @@ def run_child(
     return ChildOutcome(STATUS_CRASHED, error=error, returncode=returncode)
 
 
-# Lines TensorFlow's C++ runtime prints at import whatever TF_CPP_MIN_LOG_LEVEL says. They stay in the
+# Lines TensorFlow's C++ runtime prints at import whatever the value of TF_CPP_MIN_LOG_LEVEL. They stay in the
 # cell's stderr.log but are not echoed to the console.
 _CONSOLE_NOISE = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",

@@ -111,7 +111,7 @@ class RunDir:
 
 
 def latest_run_dir(runs_root: Path) -> RunDir:
-    """The most recent run directory under `runs_root` (run ids sort by time)."""
+    """Return the most recent run directory under `runs_root` (run ids sort by time)."""
     candidates = sorted(p for p in Path(runs_root).glob("*") if (p / RECORDS_DIR).is_dir())
     if not candidates:
         raise FileNotFoundError(

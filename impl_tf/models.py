@@ -1,6 +1,6 @@
 """Build a Keras 3 model from a framework-neutral ModelSpec.
 
-Keras on CPU computes in NHWC, so the model's input is (H, W, C); the backend transposes canonical
+Keras on CPU computes in NHWC, so the model's input is (H, W, C). The backend transposes canonical
 NCHW images on the way in, and impl_tf.weights converts kernels to and from the canonical layout.
 """
 

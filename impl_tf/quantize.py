@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import NativeInt8, NativeRuntime, check_calibration_images
+from bench.backend import NativeInt8, check_calibration_images, native_int8
 from bench.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -77,20 +77,8 @@ def quantize_native(
         f"{threads} thread(s) and the default XNNPACK delegate, one interpreter per batch size, CPU"
     )
     log.info("%s: %s (%.1f s)", RUNTIME_NAME, description, setup_seconds)
-    runtime = NativeRuntime(
-        prepare=runner.prepare,
-        run=runner.run,
-        to_numpy=lambda output: output,
-        description=description,
-        setup_seconds=setup_seconds,
-    )
-    return NativeInt8(
-        runtime_name=RUNTIME_NAME,
-        runtime=runtime,
-        size_bytes=path.stat().st_size,
-        coverage=coverage,
-        description=description,
-        setup_seconds=setup_seconds,
+    return native_int8(
+        RUNTIME_NAME, runner.prepare, runner.run, lambda output: output, description, setup_seconds, path, coverage
     )
 
 

@@ -19,7 +19,8 @@ def set_weights(model: nn.Module, spec: ModelSpec, weights: Weights) -> None:
     make_permanent(model)
     state = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in weights.items()}
     missing, unexpected = model.load_state_dict(state, strict=True)
-    assert not missing and not unexpected, (missing, unexpected)
+    assert not missing, missing
+    assert not unexpected, unexpected
 
 
 def get_weights(model: nn.Module, spec: ModelSpec) -> Weights:

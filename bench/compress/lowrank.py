@@ -53,7 +53,7 @@ def factorize(
     Raises ValueError, naming the layer, when a fixed rank exceeds min(rows, cols) of a selected layer.
 
     `ranks` replaces the rule with a given rank per layer (a report's "rank" of its factorized layers),
-    so another framework's trained weights can be factorized to the same architecture; layers not in
+    so another framework's trained weights can be factorized to the same architecture. Layers not in
     `ranks` are kept.
     """
     check_weights(spec, weights)

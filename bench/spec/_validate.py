@@ -1,7 +1,7 @@
 """Field checks shared by the spec dataclasses.
 
 Each check raises ValueError naming the owner, the field, the bad value and what is allowed, so that a
-user who mistypes a profile or a recipe knows which value to change.
+user who mistypes a profile or a recipe can find the value to change.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ class SearchParams(FinetuneParams):
     validation_fraction), never on the test split. A candidate qualifies when its validation accuracy
     is at most `max_accuracy_drop` (0.01 = 1 point) below the trained network's; the smallest
     qualifying gzip-compressed ONNX export wins. If none qualifies, the most accurate one is kept and
-    the step says so.
+    the step records that none qualified.
     """
 
     candidates: tuple[SearchCandidate, ...] = DEFAULT_CANDIDATES
