@@ -37,11 +37,55 @@ class EpochReport:
 
 @dataclass
 class TrainData:
-    """Training arrays plus the per-epoch batch order shared by both backends."""
+    """Training arrays plus the per-epoch batch order shared by both backends.
+
+    `images_for_epoch`, when set, returns the images of an epoch (augmented copies of `images`, same
+    shape and order); backends train on those instead of `images`. `teacher_logits` (N, classes) are
+    the distillation teacher's logits for `images`, gathered by the same batch indices.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     batch_order: Callable[[int], Iterator[np.ndarray]]  # epoch -> index arrays, one per batch
+    images_for_epoch: Callable[[int], np.ndarray] | None = None
+    teacher_logits: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """Where [0, 1] pixels land after normalization: `low` is pixel 0, `high` is pixel 1.
+
+    Attack budgets are in pixel units; a backend multiplies them by `scale` to get input units and
+    clips adversarial inputs to [low, high].
+    """
+
+    low: float
+    high: float
+
+    @property
+    def scale(self) -> float:
+        return self.high - self.low
+
+    @classmethod
+    def from_normalization(cls, mean: float, std: float) -> "InputRange":
+        return cls(low=(0.0 - mean) / std, high=(1.0 - mean) / std)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What a training step adds to plain cross-entropy SGD (bench.spec.strategy.TrainParams).
+
+    `l2` adds lambda * w to the gradient of every conv and dense kernel (biases exempt). With
+    `adversarial`, each step's loss is (1 - ratio) * CE(clean) + ratio * CE(adversarial), the
+    adversarial batch crafted by `attack` semantics against the current weights. With `distill`, the
+    loss is the distillation loss against `TrainData.teacher_logits`. Reported epoch losses are the
+    data loss without the L2 penalty, so both frameworks report the same number.
+    """
+
+    l2: float = 0.0
+    adversarial: Any = None  # bench.spec.strategy.AdversarialParams
+    distill: Any = None  # bench.spec.strategy.DistillParams
+    input_range: InputRange | None = None  # needed by adversarial training
 
 
 # Called at the start of every epoch with the 0-based epoch; returns canonical masks ("layer.weight" ->
@@ -146,12 +190,28 @@ class Backend(Protocol):
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
         masks_for_epoch: MasksForEpoch | None = None,
+        options: TrainOptions | None = None,
     ) -> TrainResult:
         """Train in place with `recipe`, visiting batches in `data.batch_order(epoch)`.
 
         With `masks_for_epoch`, masked weights are zero from the start of each epoch that returns masks
         and stay zero through every optimizer step. The masks are folded into the weights at the end.
+        `options` adds L2, adversarial batches or distillation (see TrainOptions).
         """
+
+    def attack(
+        self, model: Any, images: np.ndarray, labels: np.ndarray, attack: Any, input_range: InputRange
+    ) -> np.ndarray:
+        """Return adversarial copies of canonical `images` under `attack` (bench.spec.strategy.AttackParams).
+
+        Each step adds step_size * scale * sign(input gradient of the mean cross-entropy), then clips
+        to the epsilon * scale ball around the clean images and to [low, high]. Inference mode.
+        """
+
+    def distillation_loss(
+        self, student_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, distill: Any
+    ) -> float:
+        """The batch-mean distillation loss of DistillParams `distill` on given logits (for parity checks)."""
 
     def predict(self, model: Any, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Return logits for canonical (N, C, H, W) float32 images, in inference mode."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.backend import NativeRuntime, load_backend
+from bench.backend import InputRange, NativeRuntime, load_backend
 from bench.data import to_model_input
 from bench.measure import (
     classification_metrics,
@@ -27,6 +27,7 @@ from bench.measure import (
     peak_rss_bytes,
 )
 from bench.spec import TimingSpec, TrainRecipe, get_model, get_strategy
+from bench.spec.strategy import AttackParams
 from bench.steps import CellState, run_steps
 from bench.worker import error_info
 
@@ -62,6 +63,7 @@ def run_cell(
     dataset_key: str = "",
     cache_dir: str | None = None,
     backend_path: str | None = None,
+    robustness: dict | None = None,
 ) -> dict:
     spec_cell = CellSpec(**cell)
     recipe_ = TrainRecipe(**recipe)
@@ -80,6 +82,8 @@ def run_cell(
         train_labels = arrays["train_labels"].astype(np.int64)
         test_images = to_model_input(arrays["test_images"], mean, std, size)
         test_labels = arrays["test_labels"].astype(np.int64)
+        hflip_preserves_label = bool(arrays["hflip_preserves_label"]) if "hflip_preserves_label" in arrays else False
+    input_range = InputRange.from_normalization(mean, std)
 
     # Backend and the seed network; its parameter count must be the spec's in every framework.
     backend = load_backend(spec_cell.framework, backend_path)
@@ -112,6 +116,9 @@ def run_cell(
         cache_dir=Path(cache_dir) if cache_dir else None,
         artifacts_dir=artifacts,
         validation=validation,
+        evaluation=(test_images, test_labels),
+        input_range=input_range,
+        hflip_preserves_label=hflip_preserves_label,
     )
     run_steps(state, strategy.steps)
 
@@ -121,6 +128,9 @@ def run_cell(
     backend.export_onnx(state.model, state.spec, onnx_path)
     export_seconds = time.perf_counter() - export_start
     context = MeasureContext(state, onnx_path, artifacts, test_images, test_labels, timing_, threads)
+    robust_report = None
+    if robustness is not None:
+        robust_report = craft_adversarial(context, robustness, input_range)
     runtimes = measure_runtimes(context)
 
     final_weights = backend.get_weights(state.model, state.spec)
@@ -144,6 +154,7 @@ def run_cell(
         "training": state.training,
         "steps": state.steps,
         "runtimes": runtimes,
+        "robustness": robust_report,
         "peak_rss_bytes": peak_rss_bytes(),
     }
 
@@ -176,6 +187,50 @@ class MeasureContext:
     labels: np.ndarray
     timing: TimingSpec
     threads: int
+    # Adversarial copies of the first test images and their labels, crafted on the fp32 native model.
+    adversarial: np.ndarray | None = None
+    adversarial_labels: np.ndarray | None = None
+
+
+def craft_adversarial(context: MeasureContext, robustness: dict, input_range: InputRange) -> dict:
+    """Attack the final fp32 network in its own framework; every runtime is then scored on the result.
+
+    The attack is white-box for the native fp32 runtimes and for ONNX Runtime on the fp32 export (the
+    same function to rounding). int8 runtimes are scored on the same images: a transfer attack from
+    the fp32 model, because their rounding has no useful gradient.
+    """
+    state = context.state
+    settings = dict(robustness)
+    samples = settings.pop("samples", None)
+    attack = AttackParams(**settings)
+    count = len(context.labels) if samples is None else min(samples, len(context.labels))
+    images, labels = context.images[:count], context.labels[:count]
+    report = {"attack": asdict(attack), "step_size": attack.resolved_step_size, "samples": count}
+    attack_fn = getattr(state.backend, "attack", None)
+    if attack_fn is None:
+        error = NotImplementedError(f"{state.backend.name} backend: attack (robust accuracy) is not implemented")
+        log.warning("%s: %s", state.cell_id, error)
+        return {**report, "status": "missing", "error": error_info(error)}
+    try:
+        start = time.perf_counter()
+        adversarial = attack_fn(state.model, images, labels, attack, input_range)
+        report["seconds"] = time.perf_counter() - start
+        clean = np.ascontiguousarray(images)
+        report["max_perturbation_pixels"] = float(np.max(np.abs(adversarial - clean)) / input_range.scale)
+    except Exception as error:  # noqa: BLE001 - the clean measurements still count
+        log.error("%s: adversarial attack failed: %s: %s", state.cell_id, type(error).__name__, error)
+        return {**report, "status": "failed", "error": error_info(error)}
+    context.adversarial, context.adversarial_labels = adversarial, labels
+    log.info(
+        "%s: %s attack, epsilon %g, %d steps on %d test images in %.1f s",
+        state.cell_id,
+        attack.method,
+        attack.epsilon,
+        attack.steps,
+        count,
+        report["seconds"],
+    )
+    return {**report, "status": "ok"}
 
 
 def measure_runtimes(context: MeasureContext) -> list[dict]:
@@ -225,7 +280,7 @@ def _measure_int8(context: MeasureContext, reference_logits) -> list[dict]:
         coverage = quantize_onnx_static(context.onnx_path, int8_path, calibration, per_channel=params.per_channel)
         quantize_seconds = time.perf_counter() - start
         runtime = onnxruntime_runtime(int8_path, context.threads)
-        row = _measure_one(f"{ONNX_RUNTIME}-int8", "onnx", runtime, context, reference_logits)
+        row = _measure_one(f"{ONNX_RUNTIME}-int8", "onnx", runtime, context, reference_logits, int8=True)
         counted = count_macs(int8_path)
         row.update(
             {
@@ -250,7 +305,7 @@ def _measure_int8(context: MeasureContext, reference_logits) -> list[dict]:
                 raise NotImplementedError(f"{state.backend.name} backend: step 'quantize' (native int8) is not implemented")
             native = quantize_native(state.model, state.spec, calibration, context.artifacts, context.threads)
             name = native.runtime_name
-            row = _measure_one(name, "native", native.runtime, context, reference_logits)
+            row = _measure_one(name, "native", native.runtime, context, reference_logits, int8=True)
             row.update(
                 {
                     "int8": True,
@@ -269,7 +324,9 @@ def _measure_int8(context: MeasureContext, reference_logits) -> list[dict]:
     return rows
 
 
-def _measure_one(name: str, kind: str, runtime: NativeRuntime, context: MeasureContext, reference) -> dict:
+def _measure_one(
+    name: str, kind: str, runtime: NativeRuntime, context: MeasureContext, reference, int8: bool = False
+) -> dict:
     images, labels, timing = context.images, context.labels, context.timing
     num_classes = context.state.spec.num_classes
     row: dict[str, Any] = {"runtime": name, "kind": kind, "description": runtime.description}
@@ -286,6 +343,13 @@ def _measure_one(name: str, kind: str, runtime: NativeRuntime, context: MeasureC
 
         logits = _evaluate(runtime, images)
         row["quality"] = classification_metrics(labels, logits, num_classes)
+        if context.adversarial is not None:
+            adversarial_logits = _evaluate(runtime, context.adversarial)
+            row["robust"] = {
+                "accuracy": float(np.mean(adversarial_logits.argmax(axis=1) == context.adversarial_labels)),
+                "samples": len(context.adversarial_labels),
+                "attack": "transfer from the fp32 model" if int8 else "white-box on the fp32 model",
+            }
         if reference is not None:
             row["agreement"] = {
                 "max_abs_diff_logits": max_abs_diff(logits, reference),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.spec import FRAMEWORKS, TrainRecipe, get_model, initial_weights
-from bench.spec.strategy import PruneParams
+from bench.spec.strategy import AdversarialParams, AttackParams, DistillParams, PruneParams
 
 # Tolerances, float32 on CPU: the frameworks sum in different orders (oneDNN versus ATen kernels), so
 # results agree to rounding, not bit for bit.
@@ -31,6 +31,17 @@ PRUNE_PARAMS = PruneParams(sparsity=0.75, finetune_epochs=2, finetune_learning_r
 # learning rate between epochs, which checks the tf backend's momentum rescaling too.
 TRAINING_SAMPLES = 256
 TRAINING_RECIPE = {"batch_size": 32, "epochs": 3, "learning_rate": 0.05, "momentum": 0.9, "lr_schedule": "cosine"}
+
+
+# The training-strategy probes. L2: one SGD step of batch 32 with lambda 0.05, large enough that the
+# penalty moves the weights visibly. Distillation and FGSM adversarial training: one epoch of 8 steps.
+# Attacks: FGSM and 5-step PGD on the parity batch, with a pixel range of [-2, 2] in input units.
+L2_PROBE = 0.05
+DISTILL_PROBE = DistillParams(temperature=4.0, alpha=0.7)
+ADVERSARIAL_PROBE = AdversarialParams(attack=AttackParams(method="fgsm", epsilon=0.1, steps=1), ratio=0.5)
+PGD_PROBE = AttackParams(method="pgd", epsilon=0.1, steps=5)
+PROBE_RANGE = (-2.0, 2.0)
+DISTILL_LOSS_RTOL = 1e-5
 
 
 def parity_batch(model_name: str, seed: int, batch_size: int) -> np.ndarray:
@@ -105,6 +116,8 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
     )
     backend.train(pruned, spec, prune_recipe, data, lambda report: None, masks_for_epoch)
 
+    strategies = _strategy_probes(backend, spec, weights, seed, images, train_images, train_labels)
+
     outputs_path = Path(out_dir) / f"{framework}-outputs.npz"
     np.savez(
         outputs_path,
@@ -112,6 +125,7 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
         **{f"trained/{k}": v for k, v in backend.get_weights(trained, spec).items()},
         **{f"pruned/{k}": v for k, v in backend.get_weights(pruned, spec).items()},
         **pruning_masks,
+        **strategies,
     )
     return {
         "framework": framework,
@@ -123,6 +137,45 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
         "training_epoch_losses": result.epoch_losses,
         "versions": backend.versions(),
     }
+
+
+def _strategy_probes(backend, spec, weights, seed, batch, train_images, train_labels) -> dict[str, np.ndarray]:
+    """One-step and one-epoch checks of L2, distillation, FGSM training and the attacks themselves."""
+    from bench.backend import InputRange, TrainData, TrainOptions
+    from bench.data import batch_indices
+
+    bounds = InputRange(*PROBE_RANGE)
+    rng = np.random.default_rng([seed, 3])
+    batch_labels = rng.integers(0, spec.num_classes, len(batch)).astype(np.int64)
+    teacher_logits = (4.0 * rng.standard_normal((len(train_labels), spec.num_classes))).astype(np.float32)
+    outputs: dict[str, np.ndarray] = {}
+
+    def train(name, count, options, teacher=None):
+        recipe = TrainRecipe(seed=seed, batch_size=32, epochs=1, learning_rate=0.05, momentum=0.9)
+        network = backend.build(spec)
+        backend.set_weights(network, spec, weights)
+        data = TrainData(
+            train_images[:count],
+            train_labels[:count],
+            lambda epoch: batch_indices(count, recipe.batch_size, recipe.seed, epoch),
+            teacher_logits=None if teacher is None else teacher[:count],
+        )
+        backend.train(network, spec, recipe, data, lambda report: None, None, options)
+        outputs.update({f"{name}/{k}": v for k, v in backend.get_weights(network, spec).items()})
+
+    train("l2-step", 32, TrainOptions(l2=L2_PROBE))
+    train("distill-epoch", len(train_labels), TrainOptions(distill=DISTILL_PROBE), teacher_logits)
+    train("adversarial-epoch", len(train_labels), TrainOptions(adversarial=ADVERSARIAL_PROBE, input_range=bounds))
+
+    network = backend.build(spec)
+    backend.set_weights(network, spec, weights)
+    fgsm = AttackParams(method="fgsm", epsilon=0.1, steps=1)
+    outputs["attack/fgsm"] = backend.attack(network, batch, batch_labels, fgsm, bounds)
+    outputs["attack/pgd"] = backend.attack(network, batch, batch_labels, PGD_PROBE, bounds)
+    student = backend.predict(network, batch)
+    loss = backend.distillation_loss(student, teacher_logits[: len(batch)], batch_labels, DISTILL_PROBE)
+    outputs["distill-loss"] = np.array(loss, dtype=np.float64)
+    return outputs
 
 
 def check_parity(
@@ -197,6 +250,7 @@ def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
     masks = [name for name in a if name.startswith("mask-epoch")]
     masks_equal = bool(masks) and all(np.array_equal(a[name], b[name]) for name in masks)
     zero_patterns_equal = all(np.array_equal(a[name] == 0, b[name] == 0) for name in pruned if name.endswith(".weight"))
+    strategies = _compare_strategies(report, first, second, a, b)
     if not masks_equal:
         report["problems"].append(f"{first} vs {second}: pruning masks differ")
     if not zero_patterns_equal:
@@ -218,7 +272,40 @@ def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
         "pruning_masks_equal": masks_equal,
         "pruned_zero_patterns_equal": zero_patterns_equal,
         "pruned_weights_max_abs_diff": pruned_diff,
+        **strategies,
     }
+
+
+def _compare_strategies(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
+    def weights_diff(prefix: str) -> float | None:
+        names = [name for name in a if name.startswith(prefix + "/")]
+        if not names or any(name not in b for name in names):
+            return None
+        return max(float(np.max(np.abs(a[name] - b[name]))) for name in names)
+
+    result = {
+        "l2_step_weights_max_abs_diff": weights_diff("l2-step"),
+        "distill_epoch_weights_max_abs_diff": weights_diff("distill-epoch"),
+        "adversarial_epoch_weights_max_abs_diff": weights_diff("adversarial-epoch"),
+        "fgsm_batch_max_abs_diff": _array_diff(a, b, "attack/fgsm"),
+        "pgd_batch_max_abs_diff": _array_diff(a, b, "attack/pgd"),
+        "distill_loss": [float(a["distill-loss"]), float(b["distill-loss"])] if "distill-loss" in a and "distill-loss" in b else None,
+    }
+    for key, value in result.items():
+        if key == "distill_loss":
+            if value is None or abs(value[0] - value[1]) > DISTILL_LOSS_RTOL * max(1.0, abs(value[0])):
+                report["problems"].append(f"{first} vs {second}: distillation losses differ: {value}")
+        elif value is None or value > TRAINED_WEIGHTS_ATOL:
+            label = key.replace("_max_abs_diff", "").replace("_", " ")
+            shown = "missing" if value is None else f"{value:.3g} > {TRAINED_WEIGHTS_ATOL}"
+            report["problems"].append(f"{first} vs {second}: {label} differs: {shown}")
+    return result
+
+
+def _array_diff(a: dict, b: dict, name: str) -> float | None:
+    if name not in a or name not in b:
+        return None
+    return float(np.max(np.abs(a[name] - b[name])))
 
 
 def _check_probe(report: dict, framework: str, result: dict, expected_parameters: int) -> None:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,6 +101,7 @@ def prepare_data(profile: Profile, run_dir: RunDir, data_dir: Path | None) -> tu
         test_labels=dataset.test_labels,
         mean=np.float64(mean),
         std=np.float64(std),
+        hflip_preserves_label=np.bool_(dataset.hflip_preserves_label),
     )
     log.info(
         "dataset %s: %d train, %d test images from %s (%.1f s)",
@@ -326,6 +327,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "cell": cell.to_dict(),
         "recipe": profile.recipe(cell.seed).to_dict(),
         "timing": profile.timing.__dict__,
+        "robustness": {**asdict(profile.robustness), "samples": profile.robust_samples},
         "threads": threads,
         "data_path": str(data_path),
         "artifacts_dir": str(run_dir.path / "artifacts" / cell.cell_id),
@@ -363,6 +365,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
             "strategy": get_strategy(cell.strategy).to_dict(),
             "recipe": kwargs["recipe"],
             "timing": kwargs["timing"],
+            "robustness": kwargs["robustness"],
         },
         "dataset": provenance,
         "environment": {**env_info, "framework_versions": value.get("versions", {})},
@@ -371,6 +374,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "training": value.get("training"),
         "steps": value.get("steps", []),
         "runtimes": value.get("runtimes", []),
+        "robustness": value.get("robustness"),
         "peak_rss_bytes": value.get("peak_rss_bytes"),
     }
     run_dir.write_record(record)

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.backend import Backend, EpochReport, TrainData
+from bench.backend import Backend, EpochReport, InputRange, TrainData, TrainOptions
 from bench.data import batch_indices
-from bench.spec import ModelSpec, TrainRecipe, initial_weights, load_weights, save_weights
+from bench.spec import ModelSpec, TrainRecipe, get_model, initial_weights, load_weights, save_weights
+from bench.spec.model import with_dropout, without_dropout
 from bench.spec.strategy import (
+    DistillParams,
     FinetuneParams,
     LowRankParams,
     PruneParams,
@@ -29,6 +31,7 @@ from bench.spec.strategy import (
     SearchParams,
     StepSpec,
     StructuredPruneParams,
+    TrainParams,
 )
 from bench.store import write_json_atomic
 
@@ -51,6 +54,10 @@ class CellState:
     cache_dir: Path | None = None
     artifacts_dir: Path | None = None
     validation: tuple[np.ndarray, np.ndarray] | None = None
+    # The test split, used only to report a distillation teacher's accuracy.
+    evaluation: tuple[np.ndarray, np.ndarray] | None = None
+    input_range: InputRange | None = None
+    hflip_preserves_label: bool = False
     training: dict = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
     quantize: QuantizeParams | None = None
@@ -89,15 +96,26 @@ def _epoch_logger(state: CellState, phase: str):
     return on_epoch
 
 
-def _train(state: CellState, recipe: TrainRecipe, phase: str, masks_for_epoch=None) -> dict:
+def _train(
+    state: CellState,
+    recipe: TrainRecipe,
+    phase: str,
+    masks_for_epoch=None,
+    options: TrainOptions | None = None,
+    images_for_epoch=None,
+    teacher_logits: np.ndarray | None = None,
+) -> dict:
     labels = state.train_labels
     data = TrainData(
         images=state.train_images,
         labels=labels,
         batch_order=lambda epoch: batch_indices(len(labels), recipe.batch_size, recipe.seed, epoch),
+        images_for_epoch=images_for_epoch,
+        teacher_logits=teacher_logits,
     )
+    extra = {} if options is None else {"options": options}
     result = state.backend.train(
-        state.model, state.spec, recipe, data, _epoch_logger(state, phase), masks_for_epoch
+        state.model, state.spec, recipe, data, _epoch_logger(state, phase), masks_for_epoch, **extra
     )
     seconds_per_epoch = float(np.mean(result.epoch_seconds))
     return {
@@ -115,8 +133,8 @@ def _train(state: CellState, recipe: TrainRecipe, phase: str, masks_for_epoch=No
 # --- train ---------------------------------------------------------------------------------------
 
 
-def training_cache_key(state: CellState) -> str:
-    """Identify a trained network: framework, architecture, data, recipe and initial weights.
+def training_cache_key(state: CellState, params: TrainParams | None = None) -> str:
+    """Identify a trained network: framework, architecture, data, recipe, training options, initial weights.
 
     The training labels' digest is part of the key, so a cell that holds out a validation split never
     loads a network that was trained on its validation images.
@@ -130,6 +148,7 @@ def training_cache_key(state: CellState) -> str:
             "train_samples": len(state.train_labels),
             "train_labels_sha256": hashlib.sha256(np.ascontiguousarray(state.train_labels).tobytes()).hexdigest(),
             "recipe": state.recipe.to_dict(),
+            "train_params": asdict(params or TrainParams()),
             "initial_weights": "glorot-uniform-v1",
         },
         sort_keys=True,
@@ -137,23 +156,133 @@ def training_cache_key(state: CellState) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def step_train(state: CellState, params: Any) -> None:
+def step_train(state: CellState, params: TrainParams) -> None:
     """Train from the canonical initial weights, or reuse the same training from earlier in the run.
 
-    Every strategy starts from the trained baseline, so a run trains it once per framework and seed
-    and later cells load the cached weights (bench all runs the baseline cells first).
+    Strategies that compress start from the trained baseline, so a run trains it once per framework
+    and seed and later cells load the cached weights (bench all runs the baseline cells first).
+    `params` can add augmentation, L2 and dropout, adversarial batches or distillation. Dropout layers
+    exist only while training: the network that leaves this step is the original architecture.
     """
-    key = training_cache_key(state)
+    params = params or TrainParams()
+    base_spec = state.spec
+    regularize = params.regularize
+    if regularize is not None and regularize.dropout > 0:
+        state.spec = with_dropout(base_spec, regularize.dropout)
+        state.model = state.backend.build(state.spec)
+
+    key = training_cache_key(state, params)
+    record: dict[str, Any] = {"step": "train", "cache_key": key}
+    if not params.is_plain:
+        record["params"] = _params_dict(params)
     cached = _load_cached_training(state, key)
     if cached is not None:
         state.training = cached
-        state.steps.append({"step": "train", "cache_key": key, "from_cache": True})
-        return
+        record.update(from_cache=True, **cached.pop("step_details", {}))
+    else:
+        details = _train_with_params(state, params)
+        record.update(from_cache=False, **details)
+        _save_cached_training(state, key, details)
+    state.steps.append(record)
 
+    if state.spec is not base_spec:
+        _replace_network(state, without_dropout(state.spec), state.backend.get_weights(state.model, state.spec))
+
+
+def _train_with_params(state: CellState, params: TrainParams) -> dict:
+    """Train the current network from its initial weights; return what the step record should add."""
+    details: dict[str, Any] = {}
+    teacher_logits = None
+    if params.distill is not None:
+        details["teacher"], teacher_logits = _teacher(state, params.distill)
+
+    images_for_epoch = None
+    if params.augment is not None:
+        images_for_epoch, details["augment"] = _augmentation(state, params)
+
+    if params.adversarial is not None and state.input_range is None:
+        raise ValueError("adversarial training needs the input range of the normalized pixels (CellState.input_range)")
+    options = TrainOptions(
+        l2=params.regularize.l2 if params.regularize else 0.0,
+        adversarial=params.adversarial,
+        distill=params.distill,
+        input_range=state.input_range,
+    )
     state.backend.set_weights(state.model, state.spec, initial_weights(state.spec, state.recipe.seed))
-    state.training = _train(state, state.recipe, "train")
-    state.steps.append({"step": "train", "cache_key": key, "from_cache": False})
-    _save_cached_training(state, key)
+    state.training = _train(
+        state,
+        state.recipe,
+        "train",
+        options=None if params.is_plain else options,
+        images_for_epoch=images_for_epoch,
+        teacher_logits=teacher_logits,
+    )
+    return details
+
+
+def _augmentation(state: CellState, params: TrainParams):
+    """The per-epoch augmented images both frameworks train on, and what the record says about them."""
+    from bench.augment import augment_epoch
+
+    if state.input_range is None:
+        raise ValueError("augmentation needs the input range of the normalized pixels (CellState.input_range)")
+    augment = params.augment
+    flip = augment.horizontal_flip and state.hflip_preserves_label
+    seed = state.recipe.seed
+    fill = state.input_range.low
+
+    def images_for_epoch(epoch: int) -> np.ndarray:
+        images, _ = augment_epoch(state.train_images, augment, seed, epoch, flip, fill)
+        return images
+
+    if augment.horizontal_flip and not flip:
+        flip_note = "off: the dataset does not declare horizontal flips label-preserving"
+    else:
+        flip_note = "on" if flip else "off"
+    log.info("%s: augmentation %s, horizontal flip %s", state.cell_id, _params_dict(augment), flip_note)
+    return images_for_epoch, {"horizontal_flip": flip_note, "implementation": "bench.augment (numpy, shared)"}
+
+
+def _teacher(state: CellState, distill: DistillParams) -> tuple[dict, np.ndarray]:
+    """Train (or load) the distillation teacher in this framework; return its report and training logits."""
+    teacher_spec = get_model(distill.teacher)
+    if teacher_spec.input_shape != state.spec.input_shape or teacher_spec.num_classes != state.spec.num_classes:
+        raise ValueError(
+            f"teacher {distill.teacher!r} takes {teacher_spec.input_shape} and predicts "
+            f"{teacher_spec.num_classes} classes; the student takes {state.spec.input_shape} and predicts "
+            f"{state.spec.num_classes}"
+        )
+    recipe = replace(state.recipe, epochs=distill.teacher_epochs or state.recipe.epochs)
+    teacher = replace(
+        state,
+        spec=teacher_spec,
+        model=state.backend.build(teacher_spec),
+        recipe=recipe,
+        training={},
+        steps=[],
+        cell_id=f"{state.cell_id}/teacher",
+    )
+    step_train(teacher, TrainParams())
+    logits = state.backend.predict(teacher.model, state.train_images)
+    report = {
+        "model": teacher_spec.name,
+        "params": teacher_spec.count_parameters(),
+        "epochs": recipe.epochs,
+        "from_cache": teacher.steps[0]["from_cache"],
+        "training": teacher.training,
+        "train_accuracy": float(np.mean(logits.argmax(axis=1) == state.train_labels)),
+    }
+    if state.evaluation is not None:
+        images, labels = state.evaluation
+        report["test_accuracy"] = float(np.mean(state.backend.predict(teacher.model, images).argmax(axis=1) == labels))
+    log.info(
+        "%s: teacher %s (%d parameters): test accuracy %s",
+        state.cell_id,
+        teacher_spec.name,
+        report["params"],
+        f"{report['test_accuracy']:.4f}" if "test_accuracy" in report else "not measured",
+    )
+    return report, np.ascontiguousarray(logits, dtype=np.float32)
 
 
 def _load_cached_training(state: CellState, key: str) -> dict | None:
@@ -166,10 +295,10 @@ def _load_cached_training(state: CellState, key: str) -> dict | None:
     state.backend.set_weights(state.model, state.spec, load_weights(weights_path))
     info = json.loads(info_path.read_text(encoding="utf-8"))
     log.info("%s: trained weights loaded from %s (trained by %s)", state.cell_id, weights_path, info["cell_id"])
-    return {**info["training"], "trained_by_cell": info["cell_id"]}
+    return {**info["training"], "trained_by_cell": info["cell_id"], "step_details": info.get("step_details", {})}
 
 
-def _save_cached_training(state: CellState, key: str) -> None:
+def _save_cached_training(state: CellState, key: str, details: dict | None = None) -> None:
     if state.cache_dir is None:
         return
     state.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +306,10 @@ def _save_cached_training(state: CellState, key: str) -> None:
     temporary = state.cache_dir / f".{key}.{os.getpid()}.npz"
     save_weights(temporary, state.backend.get_weights(state.model, state.spec))
     os.replace(temporary, weights_path)
-    write_json_atomic(state.cache_dir / f"{key}.json", {"cell_id": state.cell_id, "training": state.training})
+    write_json_atomic(
+        state.cache_dir / f"{key}.json",
+        {"cell_id": state.cell_id, "training": state.training, "step_details": details or {}},
+    )
 
 
 # --- compression steps ---------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import EpochReport, MasksForEpoch, NativeRuntime, TrainData, TrainResult
+from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
-from impl_tf import export, models, train, weights
+from impl_tf import adversarial, export, models, train, weights
 
 
 def to_nhwc(images: np.ndarray) -> np.ndarray:
@@ -61,8 +61,28 @@ class TFBackend:
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
         masks_for_epoch: MasksForEpoch | None = None,
+        options: TrainOptions | None = None,
     ) -> TrainResult:
-        return train.train_model(model, spec, recipe, data, on_epoch, masks_for_epoch)
+        return train.train_model(model, spec, recipe, data, on_epoch, masks_for_epoch, options)
+
+    def attack(
+        self, model: keras.Model, images: np.ndarray, labels: np.ndarray, attack, input_range: InputRange, batch_size: int = 1000
+    ) -> np.ndarray:
+        height, width, channels = model.input_shape[1:]
+        signature = [tf.TensorSpec((None, height, width, channels), tf.float32), tf.TensorSpec([None], tf.int64)]
+        perturb = tf.function(lambda x, y: adversarial.perturb(model, x, y, attack, input_range), input_signature=signature)
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(to_nhwc(images[start : start + batch_size]))
+            target = tf.constant(labels[start : start + batch_size].astype(np.int64))
+            outputs.append(perturb(batch, target).numpy().transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(np.concatenate(outputs))
+
+    def distillation_loss(self, student_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, distill) -> float:
+        loss = train.distillation_loss(
+            tf.constant(student_logits), tf.constant(teacher_logits), tf.constant(labels), distill.temperature, distill.alpha
+        )
+        return float(loss)
 
     def predict(self, model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         infer = _compiled_inference(model)

@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainResult
+from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainOptions, TrainResult
 from bench.spec import ModelSpec, TrainRecipe
 from bench.spec.model import Conv2D, Dense
+from impl_tf import adversarial as attacks
 from impl_tf import weights
 
 
@@ -24,6 +25,33 @@ def make_optimizer(recipe: TrainRecipe) -> keras.optimizers.Optimizer:
         raise NotImplementedError(f"tf backend: optimizer {recipe.optimizer!r} is not implemented (train)")
     # Keras SGD keeps m = momentum * m - lr * g; set_learning_rate keeps it equal to torch's form.
     return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+
+
+def distillation_loss(
+    student_logits: tf.Tensor, teacher_logits: tf.Tensor, labels: tf.Tensor, temperature: float, alpha: float
+) -> tf.Tensor:
+    """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE, batch means.
+
+    The KL term is computed from log-softmax values rather than with keras.losses.KLDivergence, which
+    clips probabilities at 1e-7 and so departs from the exact divergence that torch computes.
+    """
+    log_teacher = tf.nn.log_softmax(teacher_logits / temperature, axis=1)
+    log_student = tf.nn.log_softmax(student_logits / temperature, axis=1)
+    soft = tf.reduce_mean(tf.reduce_sum(tf.exp(log_teacher) * (log_teacher - log_student), axis=1))
+    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=student_logits))
+    return alpha * temperature**2 * soft + (1.0 - alpha) * hard
+
+
+def l2_penalty(model: keras.Model, l2: float):
+    """The L2 penalty on every conv and dense kernel as a function of no arguments, or None.
+
+    A keras.regularizers.L2 of l2 / 2 adds l2 * w to each kernel's gradient, PyTorch's weight_decay=l2.
+    """
+    if not l2:
+        return None
+    regularizer = keras.regularizers.L2(l2 / 2)
+    kernels = [layer.kernel for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    return lambda: tf.add_n([regularizer(kernel) for kernel in kernels])
 
 
 def prunable_kernel_names(spec: ModelSpec) -> list[str]:
@@ -79,22 +107,48 @@ def train_model(
     data: TrainData,
     on_epoch: Callable[[EpochReport], None],
     masks_for_epoch: MasksForEpoch | None = None,
+    options: TrainOptions | None = None,
 ) -> TrainResult:
+    options = options or TrainOptions()
+    if options.distill is not None and data.teacher_logits is None:
+        raise ValueError("tf backend: distillation needs TrainData.teacher_logits")
+    if options.adversarial is not None and options.input_range is None:
+        raise ValueError("tf backend: adversarial training needs TrainOptions.input_range")
     optimizer = make_optimizer(recipe)
     kernel_masks = KernelMasks(model, spec, prunable_kernel_names(spec)) if masks_for_epoch else None
+    penalty = l2_penalty(model, options.l2)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    images = tf.constant(np.ascontiguousarray(data.images.transpose(0, 2, 3, 1)))
+    images = tf.constant(_nhwc(data.images))
+    if data.images_for_epoch is not None:
+        # A variable, so that the traced train_step reads each epoch's augmented images.
+        images = tf.Variable(images, trainable=False)
     labels = tf.constant(data.labels)
+    teacher = None if data.teacher_logits is None else tf.constant(data.teacher_logits)
     result = TrainResult(samples_per_epoch=len(data.labels))
+
+    def batch_loss(batch_images: tf.Tensor, batch_labels: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+        if options.adversarial is not None:
+            params = options.adversarial
+            adversarial = attacks.perturb(model, batch_images, batch_labels, params.attack, options.input_range)
+            clean_loss = loss_fn(batch_labels, model(batch_images, training=True))
+            adversarial_loss = loss_fn(batch_labels, model(adversarial, training=True))
+            return (1.0 - params.ratio) * clean_loss + params.ratio * adversarial_loss
+        logits = model(batch_images, training=True)
+        if options.distill is not None:
+            batch_teacher = tf.gather(teacher, index)
+            return distillation_loss(
+                logits, batch_teacher, batch_labels, options.distill.temperature, options.distill.alpha
+            )
+        return loss_fn(batch_labels, logits)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], reduce_retracing=True)
     def train_step(index: tf.Tensor) -> tf.Tensor:
         batch_images = tf.gather(images, index)
         batch_labels = tf.gather(labels, index)
         with tf.GradientTape() as tape:
-            logits = model(batch_images, training=True)
-            loss = loss_fn(batch_labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            loss = batch_loss(batch_images, batch_labels, index)
+            objective = loss if penalty is None else loss + penalty()
+        gradients = tape.gradient(objective, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         if kernel_masks is not None:
             kernel_masks.apply()
@@ -105,6 +159,8 @@ def train_model(
         masks = masks_for_epoch(epoch) if masks_for_epoch else None
         if masks:
             kernel_masks.assign(masks)
+        if data.images_for_epoch is not None:
+            images.assign(_nhwc(data.images_for_epoch(epoch)))
         loss_sum = 0.0
         start = time.perf_counter()
 
@@ -119,3 +175,7 @@ def train_model(
         on_epoch(EpochReport(epoch, recipe.epochs, mean_loss, seconds, len(data.labels)))
 
     return result
+
+
+def _nhwc(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))

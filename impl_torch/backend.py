@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.backend import EpochReport, MasksForEpoch, NativeRuntime, TrainData, TrainResult
+from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
-from impl_torch import export, models, train, weights
+from impl_torch import adversarial, export, models, train, weights
 
 
 class TorchBackend:
@@ -69,8 +69,27 @@ class TorchBackend:
         data: TrainData,
         on_epoch: Callable[[EpochReport], None],
         masks_for_epoch: MasksForEpoch | None = None,
+        options: TrainOptions | None = None,
     ) -> TrainResult:
-        return train.train_model(model, recipe, data, on_epoch, masks_for_epoch)
+        return train.train_model(model, recipe, data, on_epoch, masks_for_epoch, options)
+
+    def attack(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, attack, input_range: InputRange, batch_size: int = 1000) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            target = torch.from_numpy(np.ascontiguousarray(labels[start : start + batch_size]))
+            outputs.append(adversarial.perturb(model, batch, target, attack, input_range).numpy())
+        return np.concatenate(outputs)
+
+    def distillation_loss(self, student_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, distill) -> float:
+        loss = train.distillation_loss(
+            torch.from_numpy(student_logits),
+            torch.from_numpy(teacher_logits),
+            torch.from_numpy(labels),
+            distill.temperature,
+            distill.alpha,
+        )
+        return float(loss)
 
     def predict(self, model: nn.Module, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         model.eval()

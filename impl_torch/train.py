@@ -9,15 +9,34 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainResult
+from bench.backend import EpochReport, MasksForEpoch, TrainData, TrainOptions, TrainResult
 from bench.spec import TrainRecipe
+from impl_torch import adversarial as attacks
 from impl_torch import pruning
 
 
-def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, recipe: TrainRecipe, l2: float = 0.0) -> torch.optim.Optimizer:
+    """SGD with momentum; with `l2`, weight_decay=l2 on conv and dense kernels and none on biases."""
     if recipe.optimizer != "sgd":
         raise NotImplementedError(f"torch backend: optimizer {recipe.optimizer!r} is not implemented (train)")
-    return torch.optim.SGD(model.parameters(), lr=recipe.learning_rate, momentum=recipe.momentum)
+    kernels = [module.weight for module in model.modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    kernel_ids = {id(kernel) for kernel in kernels}
+    others = [parameter for parameter in model.parameters() if id(parameter) not in kernel_ids]
+    groups = [{"params": kernels, "weight_decay": l2}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe.learning_rate, momentum=recipe.momentum)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE, batch means."""
+    soft = F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.log_softmax(teacher_logits / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return alpha * temperature**2 * soft + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
 
 
 def train_model(
@@ -26,10 +45,17 @@ def train_model(
     data: TrainData,
     on_epoch: Callable[[EpochReport], None],
     masks_for_epoch: MasksForEpoch | None = None,
+    options: TrainOptions | None = None,
 ) -> TrainResult:
-    optimizer = make_optimizer(model, recipe)
+    options = options or TrainOptions()
+    optimizer = make_optimizer(model, recipe, options.l2)
     images = torch.from_numpy(data.images)
     labels = torch.from_numpy(data.labels)
+    teacher = None if data.teacher_logits is None else torch.from_numpy(data.teacher_logits)
+    if options.distill is not None and teacher is None:
+        raise ValueError("torch backend: distillation needs TrainData.teacher_logits")
+    if options.adversarial is not None and options.input_range is None:
+        raise ValueError("torch backend: adversarial training needs TrainOptions.input_range")
     result = TrainResult(samples_per_epoch=len(data.labels))
 
     for epoch in range(recipe.epochs):
@@ -40,14 +66,15 @@ def train_model(
             # custom_from_mask re-registers each weight Parameter as weight_orig (the same object), so
             # the optimizer keeps updating it, momentum buffers included.
             pruning.apply_masks(model, masks)
+        if data.images_for_epoch is not None:
+            images = torch.from_numpy(data.images_for_epoch(epoch))
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
         start = time.perf_counter()
 
         for batch in data.batch_order(epoch):
             index = torch.from_numpy(batch)
-            logits = model(images[index])
-            loss = F.cross_entropy(logits, labels[index])
+            loss = _batch_loss(model, images[index], labels[index], None if teacher is None else teacher[index], options)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -62,3 +89,18 @@ def train_model(
     pruning.make_permanent(model)
     model.eval()
     return result
+
+
+def _batch_loss(
+    model: nn.Module, batch: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, options: TrainOptions
+) -> torch.Tensor:
+    if options.adversarial is not None:
+        params = options.adversarial
+        adversarial = attacks.perturb(model, batch, labels, params.attack, options.input_range)
+        clean_loss = F.cross_entropy(model(batch), labels)
+        adversarial_loss = F.cross_entropy(model(adversarial), labels)
+        return (1.0 - params.ratio) * clean_loss + params.ratio * adversarial_loss
+    logits = model(batch)
+    if options.distill is not None:
+        return distillation_loss(logits, teacher, labels, options.distill.temperature, options.distill.alpha)
+    return F.cross_entropy(logits, labels)

@@ -293,7 +293,76 @@ def lenet5(num_classes: int = 10, in_channels: int = 1) -> ModelSpec:
     )
 
 
-MODELS = {"lenet5": lenet5}
+def lenet5_wide(num_classes: int = 10, in_channels: int = 1, width: int = 2) -> ModelSpec:
+    """LeNet-5 with `width` times the channels and hidden units: the distillation teacher.
+
+    At width 2 (conv 12@5x5, conv 32@5x5, dense 240, 168, 10) it has 244,362 parameters, four times
+    LeNet-5's, and about 3.4 times its multiply-accumulates, so it trains in minutes on a laptop CPU.
+    """
+    check_int("lenet5_wide", "width", width, 1, 64)
+    return ModelSpec(
+        name="lenet5-wide",
+        input_shape=(in_channels, 32, 32),
+        num_classes=num_classes,
+        description=f"LeNet-5 at {width}x width: conv {6 * width}@5x5, conv {16 * width}@5x5, "
+        f"dense {120 * width}, {84 * width}, {num_classes}, ReLU",
+        layers=(
+            Conv2D("conv1", 6 * width, 5),
+            ReLU("relu1"),
+            MaxPool2D("pool1", 2),
+            Conv2D("conv2", 16 * width, 5),
+            ReLU("relu2"),
+            MaxPool2D("pool2", 2),
+            Flatten("flatten"),
+            Dense("fc1", 120 * width),
+            ReLU("relu3"),
+            Dense("fc2", 84 * width),
+            ReLU("relu4"),
+            Dense("fc3", num_classes),
+        ),
+    )
+
+
+def with_dropout(spec: ModelSpec, rate: float) -> ModelSpec:
+    """Return `spec` with Dropout(`rate`) after the activation of every hidden dense layer.
+
+    A hidden dense layer is any Dense but the last layer (the logits). The dropout layer goes after
+    the ReLU that follows the dense layer, or right after the dense layer when no ReLU follows. The
+    parameters and their names are unchanged, so canonical weights move freely between the two specs.
+    """
+    check_float("with_dropout", "rate", rate, 0.0, 1.0, max_inclusive=False)
+    layers = list(spec.layers)
+    result: list[Layer] = []
+    for index, layer in enumerate(layers):
+        result.append(layer)
+        previous = layers[index - 1] if index else None
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        hidden_dense = isinstance(layer, Dense) and following is not None
+        if hidden_dense and not isinstance(following, ReLU):
+            result.append(Dropout(f"dropout_{layer.name}", rate))
+        elif isinstance(layer, ReLU) and isinstance(previous, Dense) and following is not None:
+            result.append(Dropout(f"dropout_{previous.name}", rate))
+    return ModelSpec(
+        name=spec.name,
+        input_shape=spec.input_shape,
+        num_classes=spec.num_classes,
+        layers=tuple(result),
+        description=f"{spec.description}; dropout {rate} after hidden dense layers",
+    )
+
+
+def without_dropout(spec: ModelSpec) -> ModelSpec:
+    """Return `spec` without its Dropout layers (they are the identity at inference)."""
+    return ModelSpec(
+        name=spec.name,
+        input_shape=spec.input_shape,
+        num_classes=spec.num_classes,
+        layers=tuple(layer for layer in spec.layers if not isinstance(layer, Dropout)),
+        description=spec.description.split("; dropout ")[0],
+    )
+
+
+MODELS = {"lenet5": lenet5, "lenet5-wide": lenet5_wide}
 
 
 def get_model(name: str) -> ModelSpec:

@@ -6,9 +6,21 @@ from dataclasses import asdict, dataclass, field, replace
 
 from bench.spec._validate import check_choice, check_float, check_int, check_name
 from bench.spec.recipe import TrainRecipe
+from bench.spec.strategy import AttackParams
 
 FRAMEWORKS = ("torch", "tf")
-ALL_STRATEGIES = ("baseline", "prune-unstructured", "prune-structured", "lowrank", "quantize", "compress")
+ALL_STRATEGIES = (
+    "baseline",
+    "augment",
+    "regularize",
+    "adversarial",
+    "distill",
+    "prune-unstructured",
+    "prune-structured",
+    "lowrank",
+    "quantize",
+    "compress",
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class Profile:
     threads: int | None = None
     cell_timeout_s: float = 3600.0
     timing: TimingSpec = field(default_factory=TimingSpec)
+    # Robust accuracy of every model: this attack on the first `robust_samples` test images (None: all).
+    robustness: AttackParams = field(default_factory=AttackParams)
+    robust_samples: int | None = None
 
     def __post_init__(self) -> None:
         check_name("Profile", "name", self.name)
@@ -92,6 +107,10 @@ class Profile:
             check_int("Profile", "test_limit", self.test_limit, 1)
         if self.threads is not None:
             check_int("Profile", "threads", self.threads, 1, 1024)
+        if not isinstance(self.robustness, AttackParams):
+            raise ValueError(f"Profile.robustness must be AttackParams, got {type(self.robustness).__name__}")
+        if self.robust_samples is not None:
+            check_int("Profile", "robust_samples", self.robust_samples, 1)
         check_float("Profile", "cell_timeout_s", self.cell_timeout_s, 1.0, 7 * 24 * 3600.0)
         # Building one recipe validates epochs, batch size, learning rate and momentum.
         self.recipe(self.seeds[0])
@@ -117,7 +136,11 @@ class Profile:
     def from_dict(cls, data: dict) -> "Profile":
         """Rebuild a profile from `to_dict` output (as stored in a run's run.json), validating it again."""
         values = dict(data)
-        values["timing"] = TimingSpec(**values.get("timing", {}))
+        try:
+            values["timing"] = TimingSpec(**values.get("timing", {}))
+            values["robustness"] = AttackParams(**values.get("robustness", {}))
+        except TypeError as error:
+            raise ValueError(f"invalid profile {data.get('name')!r}: {error}") from None
         for name in ("frameworks", "strategies", "seeds"):
             if name in values:
                 values[name] = tuple(values[name])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from bench.spec._validate import check_float, check_int, check_name
+from bench.spec._validate import check_choice, check_float, check_int, check_name
 
 
 def _check_layers(owner: str, layers: tuple[str, ...] | None) -> None:
@@ -32,11 +32,177 @@ class FinetuneParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    """Train from the canonical initial weights with the profile's recipe."""
+class AugmentParams:
+    """Random geometric augmentation of every training image, drawn anew each epoch.
 
-    def validate_for(self, layer_names: set[str]) -> None:
-        return None
+    Each image is shifted by a random crop of its zero-padded copy (`crop_padding` pixels on each
+    side, so an integer shift in [-crop_padding, crop_padding] per axis), rotated about its centre by
+    an angle uniform in [-rotation_degrees, rotation_degrees], translated by a fraction of its side
+    uniform in [-translation, translation] per axis, and flipped left-right with probability 0.5 when
+    `horizontal_flip` is set and the dataset declares flips label-preserving (never for digits). Pixels
+    that come from outside the image are background (0). Labels are never changed.
+    """
+
+    crop_padding: int = 2
+    rotation_degrees: float = 10.0
+    translation: float = 0.05
+    horizontal_flip: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("AugmentParams", "crop_padding", self.crop_padding, 0, 16)
+        check_float("AugmentParams", "rotation_degrees", self.rotation_degrees, 0.0, 180.0)
+        check_float("AugmentParams", "translation", self.translation, 0.0, 0.5)
+        if not isinstance(self.horizontal_flip, bool):
+            raise ValueError(f"AugmentParams.horizontal_flip must be true or false, got {self.horizontal_flip!r}")
+
+
+@dataclass(frozen=True)
+class RegularizeParams:
+    """L2 penalty on kernels and dropout on the hidden dense layers.
+
+    `l2` is lambda in the gradient lambda * w that the penalty adds to every conv and dense kernel;
+    biases are exempt. That is PyTorch SGD's weight_decay=l2 on the kernels and a Keras
+    L2 regularizer of l2 / 2 (penalty l2/2 * sum(w^2)). `dropout` is the rate of the Dropout layers
+    inserted after the hidden dense layers for training; they are removed from the exported network.
+    """
+
+    l2: float = 5e-4
+    dropout: float = 0.25
+
+    def __post_init__(self) -> None:
+        check_float("RegularizeParams", "l2", self.l2, 0.0, 1.0)
+        check_float("RegularizeParams", "dropout", self.dropout, 0.0, 1.0, max_inclusive=False)
+
+
+ATTACK_METHODS = ("fgsm", "pgd")
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    """An L-infinity gradient-sign attack; epsilon and step size are in [0, 1] pixel units.
+
+    PGD takes `steps` steps of size `step_size` (default 2.5 * epsilon / steps) along the sign of the
+    input gradient of the cross-entropy, projecting back into the epsilon-ball around the clean image
+    and into the valid pixel range after each step. It starts from the clean image (no random start),
+    so the attack is deterministic and the same in both frameworks. FGSM is one step of size epsilon.
+    Gradients are taken with the model in inference mode (dropout off).
+    """
+
+    method: str = "pgd"
+    epsilon: float = 0.1
+    steps: int = 10
+    step_size: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("AttackParams", "method", self.method, ATTACK_METHODS)
+        check_float("AttackParams", "epsilon", self.epsilon, 0.0, 1.0)
+        check_int("AttackParams", "steps", self.steps, 1, 1000)
+        if self.step_size is not None:
+            check_float("AttackParams", "step_size", self.step_size, 0.0, 1.0, min_inclusive=False)
+        if self.method == "fgsm" and (self.steps != 1 or self.step_size not in (None, self.epsilon)):
+            raise ValueError(
+                f"AttackParams: FGSM is one step of size epsilon; got steps={self.steps}, "
+                f"step_size={self.step_size} (use method 'pgd' for several steps)"
+            )
+
+    @property
+    def resolved_step_size(self) -> float:
+        if self.method == "fgsm":
+            return self.epsilon
+        return self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+
+
+@dataclass(frozen=True)
+class AdversarialParams:
+    """Adversarial training: every batch also trains on its adversarial copy.
+
+    The loss of a step is (1 - ratio) * CE(clean batch) + ratio * CE(adversarial batch), the mixed
+    objective of Goodfellow et al. (2015). The adversarial batch is crafted from the clean batch
+    against the current weights with `attack`.
+    """
+
+    attack: AttackParams = field(default_factory=lambda: AttackParams(method="fgsm", epsilon=0.1, steps=1))
+    ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attack, dict):
+            object.__setattr__(self, "attack", _nested("AdversarialParams.attack", AttackParams, self.attack))
+        if not isinstance(self.attack, AttackParams):
+            raise ValueError(f"AdversarialParams.attack must be AttackParams, got {type(self.attack).__name__}")
+        check_float("AdversarialParams", "ratio", self.ratio, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class DistillParams:
+    """Hinton knowledge distillation from a wider teacher trained first on the same data.
+
+    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student).
+    The teacher is trained with the profile's recipe (`teacher_epochs` overrides its epochs) once per
+    framework and seed; its logits on the training images are computed once, in inference mode.
+    The soft term's gradient is alpha * T times the softened probability gap, so a high T and alpha
+    raise the effective learning rate: T = 4 with alpha = 0.9 diverged at learning rate 0.02 on the
+    smoke profile, and the defaults T = 2, alpha = 0.5 train stably in both frameworks.
+    """
+
+    teacher: str = "lenet5-wide"
+    temperature: float = 2.0
+    alpha: float = 0.5
+    teacher_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        from bench.spec.model import MODELS
+
+        check_choice("DistillParams", "teacher", self.teacher, sorted(MODELS))
+        check_float("DistillParams", "temperature", self.temperature, 0.0, 100.0, min_inclusive=False)
+        check_float("DistillParams", "alpha", self.alpha, 0.0, 1.0)
+        if self.teacher_epochs is not None:
+            check_int("DistillParams", "teacher_epochs", self.teacher_epochs, 1, 10000)
+
+
+def _nested(owner: str, kind: type, value: Any):
+    """Build a nested parameter dataclass from a dict, naming the owner on unknown keys."""
+    if value is None or isinstance(value, kind):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{owner} must be a {kind.__name__} or a dict of its fields, got {value!r}")
+    try:
+        return kind(**value)
+    except TypeError as error:
+        raise ValueError(f"{owner}: invalid fields {sorted(value)}: {error}") from None
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Train from the canonical initial weights with the profile's recipe, optionally changed.
+
+    `augment` transforms the images, `regularize` adds L2 and dropout, `adversarial` adds adversarial
+    batches and `distill` replaces the loss by the distillation loss. Distillation combines with
+    neither augmentation nor adversarial training: its teacher logits are computed once on the clean
+    training images.
+    """
+
+    augment: AugmentParams | None = None
+    regularize: RegularizeParams | None = None
+    adversarial: AdversarialParams | None = None
+    distill: DistillParams | None = None
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("augment", AugmentParams),
+            ("regularize", RegularizeParams),
+            ("adversarial", AdversarialParams),
+            ("distill", DistillParams),
+        ):
+            object.__setattr__(self, name, _nested(f"TrainParams.{name}", kind, getattr(self, name)))
+        if self.distill is not None and (self.augment is not None or self.adversarial is not None):
+            raise ValueError(
+                "TrainParams.distill cannot be combined with augment or adversarial: the teacher's logits "
+                "are computed once on the clean training images"
+            )
+
+    @property
+    def is_plain(self) -> bool:
+        return self.augment is None and self.regularize is None and self.adversarial is None and self.distill is None
 
 
 @dataclass(frozen=True)
@@ -237,6 +403,28 @@ STRATEGIES: dict[str, StrategySpec] = {
         name="baseline",
         description="the seed network trained with SGD and cross-entropy, no optimization",
         steps=(StepSpec("train"),),
+    ),
+    "augment": StrategySpec(
+        name="augment",
+        description="random crop with 2-pixel padding, rotation up to 10 degrees, translation up to 5%, "
+        "horizontal flip where it keeps the label; one numpy augmentation shared by both frameworks",
+        steps=(StepSpec("train", TrainParams(augment=AugmentParams())),),
+    ),
+    "regularize": StrategySpec(
+        name="regularize",
+        description="L2 penalty 5e-4 on kernels (biases exempt) and dropout 0.25 after the hidden dense layers",
+        steps=(StepSpec("train", TrainParams(regularize=RegularizeParams())),),
+    ),
+    "adversarial": StrategySpec(
+        name="adversarial",
+        description="FGSM adversarial training at epsilon 0.1 (pixel units), clean and adversarial batches "
+        "weighted 1:1",
+        steps=(StepSpec("train", TrainParams(adversarial=AdversarialParams())),),
+    ),
+    "distill": StrategySpec(
+        name="distill",
+        description="Hinton distillation from LeNet-5 at twice the width (T = 2, alpha = 0.5)",
+        steps=(StepSpec("train", TrainParams(distill=DistillParams())),),
     ),
     "prune-unstructured": StrategySpec(
         name="prune-unstructured",
