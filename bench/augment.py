@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from bench.spec.strategy import AugmentParams
 
-# Third entry of the generator seed, so augmentation draws never coincide with the epoch order's.
+# Third entry of the generator seed, so that augmentation draws a stream separate from the epoch order.
 AUGMENT_STREAM = 3
 CHUNK = 2048
 
@@ -36,7 +36,7 @@ class AugmentDraws:
 
 
 def draw(params: AugmentParams, count: int, height: int, width: int, flip: bool, rng: np.random.Generator) -> AugmentDraws:
-    """Draw the augmentation of `count` images; `flip` says whether flips are allowed at all."""
+    """Draw the augmentation of `count` images. With `flip` false, no image is flipped."""
     padding = params.crop_padding
     return AugmentDraws(
         angle_degrees=rng.uniform(-params.rotation_degrees, params.rotation_degrees, count),
@@ -84,7 +84,7 @@ def apply(images: np.ndarray, draws: AugmentDraws, fill: float) -> np.ndarray:
 def augment_epoch(
     images: np.ndarray, params: AugmentParams, seed: int, epoch: int, flip: bool, fill: float
 ) -> tuple[np.ndarray, AugmentDraws]:
-    """Augment a whole training set for one epoch; the draws come from default_rng([seed, epoch, 3])."""
+    """Augment a whole training set for one epoch, with draws from default_rng([seed, epoch, AUGMENT_STREAM])."""
     rng = np.random.default_rng([seed, epoch, AUGMENT_STREAM])
     draws = draw(params, len(images), images.shape[2], images.shape[3], flip, rng)
     return apply(images, draws, fill), draws

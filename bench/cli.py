@@ -300,6 +300,16 @@ def command_parity(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def _diff(comparison: dict, name: str) -> str:
+    value = comparison.get(f"{name}_weights_max_abs_diff", comparison.get(f"{name}_max_abs_diff"))
+    return "missing" if value is None else f"{value:.2g}"
+
+
+def _losses(comparison: dict) -> str:
+    losses = comparison.get("distill_loss")
+    return "missing" if not losses else " vs ".join(f"{value:.7g}" for value in losses)
+
+
 def format_parity(report: dict) -> str:
     """Summarize a parity report in a few lines: one per framework, one per comparison, the verdict."""
     tolerances = report["tolerances"]
@@ -317,6 +327,12 @@ def format_parity(report: dict) -> str:
             f"pruned weights {comparison['pruned_weights_max_abs_diff']:.2g} "
             f"(tolerance {tolerances['trained_weights_across_frameworks']:g}), "
             f"masks {'identical' if comparison['pruning_masks_equal'] else 'DIFFERENT'}"
+        )
+        lines.append(
+            f"  {first} vs {second}, training strategies: one L2 step {_diff(comparison, 'l2_step')}, "
+            f"distillation epoch {_diff(comparison, 'distill_epoch')}, FGSM-training epoch "
+            f"{_diff(comparison, 'adversarial_epoch')}, FGSM batch {_diff(comparison, 'fgsm_batch')}, "
+            f"PGD batch {_diff(comparison, 'pgd_batch')}, distillation loss {_losses(comparison)}"
         )
     lines += [f"  problem: {problem}" for problem in report["problems"]]
     lines.append("passed" if report["passed"] else "FAILED")

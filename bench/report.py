@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report_compression import compression_section, coverage_section, int8_section
+from bench.report_training import training_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
 
@@ -33,6 +34,8 @@ COLUMNS = [
     "precision_macro",
     "recall_macro",
     "f1_macro",
+    "robust_accuracy",
+    "robust_attack",
     "params",
     "params_nonzero",
     "size_fp32_bytes",
@@ -112,9 +115,11 @@ def record_rows(record: dict) -> list[dict]:
         error = record.get("error") or {}
         return [{**base, "runtime": None, "error": error.get("message")}]
 
+    attack = _attack_label(record.get("robustness") or {})
     rows = []
     for runtime in record["runtimes"]:
         quality = runtime.get("quality") or {}
+        robust = runtime.get("robust") or {}
         latency = runtime.get("latency") or {}
         throughput = runtime.get("throughput") or {}
         agreement = runtime.get("agreement") or {}
@@ -132,6 +137,8 @@ def record_rows(record: dict) -> list[dict]:
                 "precision_macro": quality.get("precision_macro"),
                 "recall_macro": quality.get("recall_macro"),
                 "f1_macro": quality.get("f1_macro"),
+                "robust_accuracy": robust.get("accuracy"),
+                "robust_attack": f"{attack}, {robust['attack']}" if robust and attack else None,
                 "latency_ms_p50": latency.get("latency_ms_p50"),
                 "latency_ms_p90": latency.get("latency_ms_p90"),
                 "latency_ms_p99": latency.get("latency_ms_p99"),
@@ -152,6 +159,18 @@ def record_rows(record: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _attack_label(robustness: dict) -> str | None:
+    """Describe a record's robustness attack, e.g. "PGD eps 0.1, 10 steps of 0.025, 10000 images"."""
+    attack = robustness.get("attack")
+    if robustness.get("status") != "ok" or not attack:
+        return None
+    steps = attack["steps"]
+    return (
+        f"{attack['method'].upper()} eps {attack['epsilon']:g}, {steps} step{'s' if steps != 1 else ''} "
+        f"of {robustness['step_size']:g}, {robustness['samples']} images"
+    )
 
 
 def _sparsity(model: dict) -> float | None:
@@ -248,7 +267,9 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "## Results",
         "",
         "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
-        "from that runtime's own outputs. Latency is per call at batch 1 (MLPerf percentile rule, warmup",
+        "from that runtime's own outputs. Robust accuracy is that runtime's accuracy on adversarial test",
+        f"images ({_robustness_line(records)}).",
+        "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
         "value whose validity check failed (reasons below the table); `-` is a value that was not measured.",
         "",
@@ -256,6 +277,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "",
     ]
     lines += _invalid_section(frame)
+    lines += training_section(frame, records)
     lines += compression_section(frame)
     lines += int8_section(frame)
     lines += _framework_section(records)
@@ -265,6 +287,16 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
     return "\n".join(lines) + "\n"
 
 
+def _robustness_line(records: list[dict]) -> str:
+    labels = sorted({label for label in (_attack_label(r.get("robustness") or {}) for r in records) if label})
+    if not labels:
+        return "not measured in this run"
+    return (
+        "; ".join(labels) + ", in [0, 1] pixel units, crafted on each cell's fp32 model in its own framework: "
+        "white-box for the fp32 runtimes, a transfer attack for the int8 ones"
+    )
+
+
 def _throughput_batch(frame: pd.DataFrame) -> str:
     sizes = sorted({int(size) for size in frame["throughput_batch_size"].dropna()})
     return ", ".join(str(size) for size in sizes) or "-"
@@ -272,10 +304,10 @@ def _throughput_batch(frame: pd.DataFrame) -> str:
 
 def _main_table(frame: pd.DataFrame) -> str:
     header = (
-        "| framework | strategy | dataset | runtime | seed | accuracy | F1 macro | params | ONNX KB | gzip KB "
-        "| p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | status |"
+        "| framework | strategy | dataset | runtime | seed | accuracy | F1 macro | robust accuracy | params "
+        "| ONNX KB | gzip KB | p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | status |"
     )
-    lines = [header, "|" + "---|" * 16]
+    lines = [header, "|" + "---|" * 17]
     for row in frame.to_dict("records"):
         flag = " !" if row.get("latency_valid") is False else ""
         throughput_flag = " !" if row.get("throughput_valid") is False else ""
@@ -290,6 +322,7 @@ def _main_table(frame: pd.DataFrame) -> str:
                     str(row["seed"]),
                     _number(row["accuracy"], "{:.4f}"),
                     _number(row["f1_macro"], "{:.4f}"),
+                    _number(row["robust_accuracy"], "{:.4f}"),
                     _number(row["params"], "{:,.0f}"),
                     _number(row["size_onnx_bytes"], "{:.1f}", scale=1 / 1024),
                     _number(row["size_gzip_bytes"], "{:.1f}", scale=1 / 1024),
@@ -339,8 +372,8 @@ def _framework_section(records: list[dict]) -> list[str]:
         f"and batch order. A gap wider than {FRAMEWORK_GAP_FLAG * 100:.0f} point is flagged `!`.",
         "",
         "| strategy | dataset | seed | torch accuracy | tf accuracy | gap (tf - torch, points) "
-        "| torch final train loss | tf final train loss |",
-        "|---|---|---|---|---|---|---|---|",
+        "| torch robust accuracy | tf robust accuracy | torch final train loss | tf final train loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (strategy, dataset, _model, seed), frameworks in sorted(pairs.items()):
         torch_accuracy = _native_accuracy(frameworks["torch"])
@@ -350,6 +383,8 @@ def _framework_section(records: list[dict]) -> list[str]:
         lines.append(
             f"| {strategy} | {dataset} | {seed} | {_number(torch_accuracy, '{:.4f}')} | "
             f"{_number(tf_accuracy, '{:.4f}')} | {_number(gap, '{:+.2f}', scale=100)}{flag} | "
+            f"{_number(_native_robust(frameworks['torch']), '{:.4f}')} | "
+            f"{_number(_native_robust(frameworks['tf']), '{:.4f}')} | "
             f"{_number(_final_loss(frameworks['torch']), '{:.4f}')} | {_number(_final_loss(frameworks['tf']), '{:.4f}')} |"
         )
     return lines + [""]
@@ -359,6 +394,13 @@ def _native_accuracy(record: dict) -> float | None:
     for runtime in record.get("runtimes") or []:
         if runtime.get("kind") == "native" and runtime.get("quality"):
             return runtime["quality"]["accuracy"]
+    return None
+
+
+def _native_robust(record: dict) -> float | None:
+    for runtime in record.get("runtimes") or []:
+        if runtime.get("kind") == "native" and runtime.get("robust"):
+            return runtime["robust"]["accuracy"]
     return None
 
 

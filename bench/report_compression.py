@@ -17,7 +17,11 @@ COMPRESSION_STRATEGIES = ("prune-unstructured", "prune-structured", "lowrank", "
 
 def compression_section(frame: pd.DataFrame) -> list[str]:
     """Build the table of each strategy's ONNX Runtime rows against the baseline (accuracy, size, speed)."""
-    rows = frame[(frame["status"] == STATUS_OK) & frame["runtime"].isin(["onnxruntime", "onnxruntime-int8"])]
+    rows = frame[
+        (frame["status"] == STATUS_OK)
+        & frame["runtime"].isin(["onnxruntime", "onnxruntime-int8"])
+        & frame["strategy"].isin(("baseline", *COMPRESSION_STRATEGIES))
+    ]
     if rows.empty or not (rows["strategy"] != "baseline").any():
         return []
     baseline_accuracy = {

@@ -126,14 +126,12 @@ def train_model(
     teacher = None if data.teacher_logits is None else tf.constant(data.teacher_logits)
     result = TrainResult(samples_per_epoch=len(data.labels))
 
-    def batch_loss(batch_images: tf.Tensor, batch_labels: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-        if options.adversarial is not None:
-            params = options.adversarial
-            adversarial = attacks.perturb(model, batch_images, batch_labels, params.attack, options.input_range)
-            clean_loss = loss_fn(batch_labels, model(batch_images, training=True))
-            adversarial_loss = loss_fn(batch_labels, model(adversarial, training=True))
-            return (1.0 - params.ratio) * clean_loss + params.ratio * adversarial_loss
+    def batch_loss(batch_images: tf.Tensor, batch_labels: tf.Tensor, index: tf.Tensor, adversarial) -> tf.Tensor:
         logits = model(batch_images, training=True)
+        if adversarial is not None:
+            ratio = options.adversarial.ratio
+            adversarial_loss = loss_fn(batch_labels, model(adversarial, training=True))
+            return (1.0 - ratio) * loss_fn(batch_labels, logits) + ratio * adversarial_loss
         if options.distill is not None:
             batch_teacher = tf.gather(teacher, index)
             return distillation_loss(
@@ -145,8 +143,14 @@ def train_model(
     def train_step(index: tf.Tensor) -> tf.Tensor:
         batch_images = tf.gather(images, index)
         batch_labels = tf.gather(labels, index)
+        adversarial = None
+        if options.adversarial is not None:
+            # Crafted before the training tape opens, so the tape records only the training forward passes.
+            adversarial = attacks.perturb(
+                model, batch_images, batch_labels, options.adversarial.attack, options.input_range
+            )
         with tf.GradientTape() as tape:
-            loss = batch_loss(batch_images, batch_labels, index)
+            loss = batch_loss(batch_images, batch_labels, index, adversarial)
             objective = loss if penalty is None else loss + penalty()
         gradients = tape.gradient(objective, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))

@@ -44,7 +44,7 @@ def test_invalid_override_names_field(caplog):
 
 def test_unknown_strategy_lists_valid_ones(caplog):
     assert main(["run", "--strategy", "magic", "--profile", "smoke"]) == 2
-    assert "valid strategies: baseline" in caplog.text
+    assert "valid strategies: adversarial, augment, baseline" in caplog.text
 
 
 def test_bad_seeds_argument():

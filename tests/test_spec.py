@@ -187,7 +187,7 @@ def test_profile_validation_names_field(changes, field):
 
 
 def test_profile_rejects_unknown_strategy():
-    with pytest.raises(ValueError, match="valid strategies: baseline"):
+    with pytest.raises(ValueError, match="valid strategies: adversarial, augment, baseline"):
         dataclasses.replace(get_profile("quick"), strategies=("nope",))
 
 
