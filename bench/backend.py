@@ -53,7 +53,7 @@ class TrainData:
 
 @dataclass(frozen=True)
 class InputRange:
-    """Where [0, 1] pixels land after normalization: `low` is pixel 0, `high` is pixel 1.
+    """The normalized values of the [0, 1] pixel range: `low` is pixel 0, `high` is pixel 1.
 
     Attack budgets are in pixel units; a backend multiplies them by `scale` to get input units and
     clips adversarial inputs to [low, high].
@@ -73,7 +73,7 @@ class InputRange:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """What a training step adds to plain cross-entropy SGD (bench.spec.strategy.TrainParams).
+    """Additions to plain cross-entropy SGD for one training run (bench.spec.strategy.TrainParams).
 
     `l2` adds lambda * w to the gradient of every conv and dense kernel (biases exempt). With
     `adversarial`, each step's loss is (1 - ratio) * CE(clean) + ratio * CE(adversarial), the
@@ -211,7 +211,7 @@ class Backend(Protocol):
     def distillation_loss(
         self, student_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, distill: Any
     ) -> float:
-        """The batch-mean distillation loss of DistillParams `distill` on given logits (for parity checks)."""
+        """Compute the batch-mean distillation loss of DistillParams `distill` on given logits (parity checks)."""
 
     def predict(self, model: Any, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Return logits for canonical (N, C, H, W) float32 images, in inference mode."""

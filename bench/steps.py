@@ -221,7 +221,7 @@ def _train_with_params(state: CellState, params: TrainParams) -> dict:
 
 
 def _augmentation(state: CellState, params: TrainParams):
-    """The per-epoch augmented images both frameworks train on, and what the record says about them."""
+    """Return the per-epoch augmentation both frameworks train on, and the details for the step record."""
     from bench.augment import augment_epoch
 
     if state.input_range is None:
