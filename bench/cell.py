@@ -119,8 +119,12 @@ def run_cell(
         evaluation=(test_images, test_labels),
         input_range=input_range,
         hflip_preserves_label=hflip_preserves_label,
+        dataset_name=spec_cell.dataset,
+        normalization=(mean, std),
     )
     run_steps(state, strategy.steps)
+    # A transfer cell ends on its target task: measure on that task's test images.
+    test_images, test_labels = state.evaluation
 
     # Export and measure the final network.
     onnx_path = artifacts / "model.onnx"
@@ -132,6 +136,7 @@ def run_cell(
     if robustness is not None:
         robust_report = craft_adversarial(context, robustness, input_range)
     runtimes = measure_runtimes(context)
+    merged_export = _check_merged_export(state, onnx_path, threads)
 
     final_weights = backend.get_weights(state.model, state.spec)
     log.info("%s: finished", spec_cell.cell_id)
@@ -155,8 +160,24 @@ def run_cell(
         "steps": state.steps,
         "runtimes": runtimes,
         "robustness": robust_report,
+        "merged_export": merged_export,
+        "target_dataset": state.target_provenance,
         "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def _check_merged_export(state: CellState, onnx_path: Path, threads: int) -> dict | None:
+    """Compare the exported merged network with the unmerged one the fine-tuning step left logits of."""
+    if state.reference_logits is None:
+        return None
+    from bench.onnx_runtime import create_session
+
+    images, unmerged = state.reference_logits
+    session = create_session(onnx_path, threads)
+    exported = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(images)})[0]
+    difference = float(np.max(np.abs(exported - unmerged)))
+    log.info("%s: merged ONNX export vs unmerged native logits: max |diff| %.2g", state.cell_id, difference)
+    return {"onnx_vs_unmerged_max_abs_diff": difference, "samples": len(images)}
 
 
 def split_validation(images: np.ndarray, labels: np.ndarray, count: int, seed: int):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cell import CellSpec
-from bench.data import load_dataset, normalization, subset
+from bench.data import DATA_DIR_ENV, load_dataset, normalization, subset
 from bench.measure import environment, physical_cores
 from bench.spec import Profile, get_model, get_strategy
 from bench.store import (
@@ -295,6 +295,9 @@ def run_profile(
         }
     )
     child_env = child_environment(threads)
+    if data_dir is not None:
+        # Cells that read a second dataset (a transfer task's target) look in the same directory.
+        child_env[DATA_DIR_ENV] = str(data_dir)
 
     try:
         for number, cell in enumerate(cells, start=1):
@@ -375,6 +378,8 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "steps": value.get("steps", []),
         "runtimes": value.get("runtimes", []),
         "robustness": value.get("robustness"),
+        "merged_export": value.get("merged_export"),
+        "target_dataset": value.get("target_dataset"),
         "peak_rss_bytes": value.get("peak_rss_bytes"),
     }
     run_dir.write_record(record)

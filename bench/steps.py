@@ -58,13 +58,26 @@ class CellState:
     evaluation: tuple[np.ndarray, np.ndarray] | None = None
     input_range: InputRange | None = None
     hflip_preserves_label: bool = False
+    # The transfer steps (bench.steps_peft): the cell's dataset, where to find another one, the
+    # normalization of the inputs, and what pretraining left for fine-tuning.
+    dataset_name: str = ""
+    data_dir: str | None = None
+    normalization: tuple[float, float] | None = None
+    transfer: Any = None
+    target_provenance: dict | None = None
+    # Inputs and logits of the unmerged fine-tuned network, to check the merged export against.
+    reference_logits: tuple[np.ndarray, np.ndarray] | None = None
     training: dict = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
     quantize: QuantizeParams | None = None
 
 
 def run_steps(state: CellState, steps: tuple[StepSpec, ...]) -> None:
+    from bench.steps_peft import step_finetune, step_pretrain
+
     handlers = {
+        "pretrain": step_pretrain,
+        "finetune": step_finetune,
         "train": step_train,
         "prune": step_prune,
         "prune-structured": step_prune_structured,
@@ -315,7 +328,8 @@ def _save_cached_training(state: CellState, key: str, details: dict | None = Non
 # --- compression steps ---------------------------------------------------------------------------
 
 
-def _finetune_recipe(state: CellState, params: FinetuneParams) -> TrainRecipe:
+def _finetune_recipe(state: CellState, params) -> TrainRecipe:
+    """Return the recipe of a fine-tuning phase: `params.finetune_epochs` at a cosine-decayed rate."""
     return replace(
         state.recipe,
         epochs=params.finetune_epochs,

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
-from impl_tf import adversarial, export, models, train, weights
+from impl_tf import adversarial, export, models, peft, train, weights
 
 
 def to_nhwc(images: np.ndarray) -> np.ndarray:
@@ -52,6 +52,12 @@ class TFBackend:
 
     def count_parameters(self, model: keras.Model) -> int:
         return int(model.count_params())
+
+    def set_trainable(self, model: keras.Model, spec: ModelSpec, names: set[str]) -> None:
+        peft.set_trainable(model, spec, names)
+
+    def count_trainable(self, model: keras.Model) -> int:
+        return peft.count_trainable(model)
 
     def train(
         self,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 
 from bench.spec import ModelSpec
-from bench.spec.model import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from bench.spec.model import Adapter, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from impl_tf import peft
 
 
 def build_model(spec: ModelSpec) -> keras.Model:
@@ -40,6 +41,10 @@ def build_model(spec: ModelSpec) -> keras.Model:
             layers.append(keras.layers.ReLU(name=layer.name))
         elif isinstance(layer, Dropout):
             layers.append(keras.layers.Dropout(layer.rate, name=layer.name))
+        elif isinstance(layer, Adapter):
+            layers.append(peft.Adapter(layer.bottleneck, name=layer.name))
         else:
             raise NotImplementedError(f"tf backend: layer kind {layer.kind!r} is not implemented (build)")
-    return keras.Sequential(layers, name=spec.name)
+    model = keras.Sequential(layers, name=spec.name)
+    peft.enable_lora(model, spec)
+    return model

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from bench.spec import ModelSpec, Weights, check_weights
-from bench.spec.model import Conv2D, Dense, Flatten
+from bench.spec.model import Adapter, Conv2D, Dense, Flatten
 
 
 def _flattened_chw_by_dense(spec: ModelSpec) -> dict[str, tuple[int, int, int]]:
@@ -49,43 +49,97 @@ def kernels_to_keras(spec: ModelSpec, kernels: dict[str, np.ndarray]) -> dict[st
     return converted
 
 
+def _rows_to_keras(matrix: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
+    """Convert a canonical (rows, in) matrix acting on dense inputs to Keras's (in, rows)."""
+    if flattened is not None:
+        channels, height, width = flattened
+        matrix = matrix.reshape(len(matrix), channels, height, width).transpose(0, 2, 3, 1).reshape(len(matrix), -1)
+    return matrix.T
+
+
+def _rows_from_keras(matrix: np.ndarray, flattened: tuple[int, int, int] | None) -> np.ndarray:
+    """Convert Keras's (in, rows) back to a canonical (rows, in) matrix."""
+    canonical = matrix.T
+    if flattened is not None:
+        channels, height, width = flattened
+        rows = len(canonical)
+        canonical = canonical.reshape(rows, height, width, channels).transpose(0, 3, 1, 2).reshape(rows, -1)
+    return canonical
+
+
 def to_keras(spec: ModelSpec, weights: Weights) -> dict[str, list[np.ndarray]]:
-    """Convert canonical weights to [kernel, bias] lists in Keras layout, by layer name."""
+    """Convert canonical weights to Keras variable lists by layer name, in Keras's variable order.
+
+    Conv and dense layers hold [kernel, bias] plus [lora_kernel_a, lora_kernel_b] with LoRA; adapters
+    hold [down_kernel, down_bias, up_kernel, up_bias].
+    """
     check_weights(spec, weights)
-    names = [f"{layer.name}.weight" for layer in spec.layers if isinstance(layer, (Conv2D, Dense))]
-    kernels = kernels_to_keras(spec, {name: weights[name] for name in names})
+    flattened = _flattened_chw_by_dense(spec)
     converted: dict[str, list[np.ndarray]] = {}
     for layer in spec.layers:
-        if not isinstance(layer, (Conv2D, Dense)):
+        name = layer.name
+        if isinstance(layer, Conv2D):
+            values = [weights[f"{name}.weight"].transpose(2, 3, 1, 0)]
+        elif isinstance(layer, Dense):
+            values = [_rows_to_keras(weights[f"{name}.weight"], flattened.get(name))]
+        elif isinstance(layer, Adapter):
+            down, up = weights[f"{name}.down_weight"], weights[f"{name}.up_weight"]
+            values = [
+                down.reshape(down.shape[0], down.shape[1]).T,
+                weights[f"{name}.down_bias"],
+                up.reshape(up.shape[0], up.shape[1]).T,
+                weights[f"{name}.up_bias"],
+            ]
+        else:
             continue
-        kernel = kernels[f"{layer.name}.weight"]
-        converted[layer.name] = [np.ascontiguousarray(kernel, dtype=np.float32)]
-        if layer.bias:
-            converted[layer.name].append(np.asarray(weights[f"{layer.name}.bias"], dtype=np.float32))
+        if isinstance(layer, (Conv2D, Dense)):
+            if layer.bias:
+                values.append(weights[f"{name}.bias"])
+            if layer.lora_rank:
+                lora_a, lora_b = weights[f"{name}.lora_a"], weights[f"{name}.lora_b"]
+                if isinstance(layer, Conv2D):
+                    values += [lora_a.transpose(2, 3, 1, 0), lora_b[:, :, 0, 0].T]
+                else:
+                    values += [_rows_to_keras(lora_a, flattened.get(name)), lora_b.T]
+        converted[name] = [np.ascontiguousarray(value, dtype=np.float32) for value in values]
     return converted
 
 
 def from_keras(spec: ModelSpec, keras_weights: dict[str, list[np.ndarray]]) -> Weights:
-    """Convert Keras [kernel, bias] lists by layer name back to canonical weights."""
+    """Convert Keras variable lists by layer name (in to_keras's order) back to canonical weights."""
     flattened = _flattened_chw_by_dense(spec)
+    shapes = spec.parameter_shapes()
     weights: Weights = {}
     for layer in spec.layers:
-        if layer.name not in keras_weights:
+        name = layer.name
+        if name not in keras_weights:
             continue
-        kernel = keras_weights[layer.name][0]
+        values = list(keras_weights[name])
+        if isinstance(layer, Adapter):
+            down_kernel, down_bias, up_kernel, up_bias = values
+            weights[f"{name}.down_weight"] = down_kernel.T.reshape(shapes[f"{name}.down_weight"])
+            weights[f"{name}.down_bias"] = down_bias
+            weights[f"{name}.up_weight"] = up_kernel.T.reshape(shapes[f"{name}.up_weight"])
+            weights[f"{name}.up_bias"] = up_bias
+            continue
+        if not isinstance(layer, (Conv2D, Dense)):
+            continue
+        kernel = values.pop(0)
         if isinstance(layer, Conv2D):
-            canonical = kernel.transpose(3, 2, 0, 1)
-        elif isinstance(layer, Dense):
-            canonical = kernel.T
-            if layer.name in flattened:
-                channels, height, width = flattened[layer.name]
-                canonical = canonical.reshape(layer.units, height, width, channels).transpose(0, 3, 1, 2)
-                canonical = canonical.reshape(layer.units, -1)
+            weights[f"{name}.weight"] = kernel.transpose(3, 2, 0, 1)
         else:
-            continue
-        weights[f"{layer.name}.weight"] = np.ascontiguousarray(canonical, dtype=np.float32)
+            weights[f"{name}.weight"] = _rows_from_keras(kernel, flattened.get(name))
         if layer.bias:
-            weights[f"{layer.name}.bias"] = np.array(keras_weights[layer.name][1], dtype=np.float32)
+            weights[f"{name}.bias"] = values.pop(0)
+        if layer.lora_rank:
+            lora_a, lora_b = values
+            if isinstance(layer, Conv2D):
+                weights[f"{name}.lora_a"] = lora_a.transpose(3, 2, 0, 1)
+                weights[f"{name}.lora_b"] = lora_b.T[:, :, None, None]
+            else:
+                weights[f"{name}.lora_a"] = _rows_from_keras(lora_a, flattened.get(name))
+                weights[f"{name}.lora_b"] = lora_b.T
+    weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in weights.items()}
     check_weights(spec, weights)
     return weights
 
@@ -97,8 +151,8 @@ def set_weights(model: keras.Model, spec: ModelSpec, weights: Weights) -> None:
 
 def get_weights(model: keras.Model, spec: ModelSpec) -> Weights:
     keras_weights = {
-        layer.name: [np.asarray(v) for v in model.get_layer(layer.name).get_weights()]
+        layer.name: [np.asarray(value) for value in model.get_layer(layer.name).get_weights()]
         for layer in spec.layers
-        if isinstance(layer, (Conv2D, Dense))
+        if isinstance(layer, (Conv2D, Dense, Adapter))
     }
     return from_keras(spec, keras_weights)

@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
 from bench.spec import ModelSpec, TrainRecipe, Weights
-from impl_torch import adversarial, export, models, train, weights
+from impl_torch import adversarial, export, models, peft, train, weights
 
 
 class TorchBackend:
@@ -60,6 +60,12 @@ class TorchBackend:
 
     def count_parameters(self, model: nn.Module) -> int:
         return sum(parameter.numel() for parameter in model.parameters())
+
+    def set_trainable(self, model: nn.Module, spec: ModelSpec, names: set[str]) -> None:
+        peft.set_trainable(model, spec, names)
+
+    def count_trainable(self, model: nn.Module) -> int:
+        return peft.count_trainable(model)
 
     def train(
         self,

@@ -7,11 +7,15 @@ from collections import OrderedDict
 from torch import nn
 
 from bench.spec import ModelSpec
-from bench.spec.model import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from bench.spec.model import Adapter, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from impl_torch import peft
 
 
 def build_model(spec: ModelSpec) -> nn.Sequential:
-    """Return an nn.Sequential whose child names are the spec's layer names (NCHW input)."""
+    """Return an nn.Sequential whose child names are the spec's layer names (NCHW input).
+
+    Layers with LoRA become peft LoRA layers around the plain conv or linear layer.
+    """
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     for info in spec.layer_infos():
         layer = info.layer
@@ -34,6 +38,8 @@ def build_model(spec: ModelSpec) -> nn.Sequential:
             modules[layer.name] = nn.ReLU()
         elif isinstance(layer, Dropout):
             modules[layer.name] = nn.Dropout(layer.rate)
+        elif isinstance(layer, Adapter):
+            modules[layer.name] = peft.Adapter(info.input_shape[0], layer.bottleneck, len(info.input_shape) == 3)
         else:
             raise NotImplementedError(f"torch backend: layer kind {layer.kind!r} is not implemented (build)")
-    return nn.Sequential(modules)
+    return peft.inject_lora(nn.Sequential(modules), spec)

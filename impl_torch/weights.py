@@ -11,13 +11,17 @@ import torch
 from torch import nn
 
 from bench.spec import ModelSpec, Weights, check_weights
+from impl_torch.peft import parameter_path
 from impl_torch.pruning import effective_weight, make_permanent
 
 
 def set_weights(model: nn.Module, spec: ModelSpec, weights: Weights) -> None:
     check_weights(spec, weights)
     make_permanent(model)
-    state = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in weights.items()}
+    state = {
+        parameter_path(spec, name): torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        for name, value in weights.items()
+    }
     missing, unexpected = model.load_state_dict(state, strict=True)
     assert not missing, missing
     assert not unexpected, unexpected
@@ -27,8 +31,8 @@ def get_weights(model: nn.Module, spec: ModelSpec) -> Weights:
     """Export the weights the model computes with (masked weights while pruning masks are attached)."""
     weights = {}
     for name in spec.parameter_shapes():
-        layer_name, parameter = name.rsplit(".", 1)
-        tensor = effective_weight(model.get_submodule(layer_name), parameter)
+        module_path, parameter = parameter_path(spec, name).rsplit(".", 1)
+        tensor = effective_weight(model.get_submodule(module_path), parameter)
         weights[name] = tensor.detach().cpu().numpy().astype(np.float32, copy=True)
     check_weights(spec, weights)
     return weights

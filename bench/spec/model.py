@@ -26,6 +26,9 @@ class Conv2D:
     stride: int = 1
     padding: int = 0
     bias: bool = True
+    # LoRA: with lora_rank > 0 the kernel computes as weight + lora_alpha / lora_rank * B A (see _check_lora).
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
     kind: str = field(default="conv2d", init=False)
 
     def __post_init__(self) -> None:
@@ -34,6 +37,7 @@ class Conv2D:
         check_int(f"Conv2D {self.name!r}", "kernel_size", self.kernel_size, 1)
         check_int(f"Conv2D {self.name!r}", "stride", self.stride, 1)
         check_int(f"Conv2D {self.name!r}", "padding", self.padding, 0)
+        _check_lora(f"Conv2D {self.name!r}", self.lora_rank, self.lora_alpha)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         channels, height, width = _expect_chw(self.name, input_shape)
@@ -51,6 +55,10 @@ class Conv2D:
         shapes = {"weight": (self.out_channels, in_channels, k, k)}
         if self.bias:
             shapes["bias"] = (self.out_channels,)
+        if self.lora_rank:
+            # A is a k x k conv to lora_rank channels, B a 1 x 1 conv back to out_channels.
+            shapes["lora_a"] = (self.lora_rank, in_channels, k, k)
+            shapes["lora_b"] = (self.out_channels, self.lora_rank, 1, 1)
         return shapes
 
 
@@ -105,11 +113,14 @@ class Dense:
     name: str
     units: int
     bias: bool = True
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
     kind: str = field(default="dense", init=False)
 
     def __post_init__(self) -> None:
         check_name("Dense", "name", self.name)
         check_int(f"Dense {self.name!r}", "units", self.units, 1)
+        _check_lora(f"Dense {self.name!r}", self.lora_rank, self.lora_alpha)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -122,6 +133,9 @@ class Dense:
         shapes = {"weight": (self.units, input_shape[0])}
         if self.bias:
             shapes["bias"] = (self.units,)
+        if self.lora_rank:
+            shapes["lora_a"] = (self.lora_rank, input_shape[0])
+            shapes["lora_b"] = (self.units, self.lora_rank)
         return shapes
 
 
@@ -159,7 +173,47 @@ class Dropout:
         return {}
 
 
-Layer = Union[Conv2D, MaxPool2D, Flatten, Dense, ReLU, Dropout]
+@dataclass(frozen=True)
+class Adapter:
+    """A residual bottleneck adapter: x + up(relu(down(x))).
+
+    On a (C, H, W) input, down and up are 1x1 convolutions (C to `bottleneck` channels and back); on a
+    flat input they are dense layers. Both have biases. With `up` zero-initialized the adapter starts
+    as the identity.
+    """
+
+    name: str
+    bottleneck: int
+    kind: str = field(default="adapter", init=False)
+
+    def __post_init__(self) -> None:
+        check_name("Adapter", "name", self.name)
+        check_int(f"Adapter {self.name!r}", "bottleneck", self.bottleneck, 1)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"Adapter {self.name!r} needs a (C, H, W) or flat input, got shape {input_shape}")
+        return input_shape
+
+    def parameter_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        width = input_shape[0]
+        spatial = (1, 1) if len(input_shape) == 3 else ()
+        return {
+            "down_weight": (self.bottleneck, width, *spatial),
+            "down_bias": (self.bottleneck,),
+            "up_weight": (width, self.bottleneck, *spatial),
+            "up_bias": (width,),
+        }
+
+
+Layer = Union[Conv2D, MaxPool2D, Flatten, Dense, ReLU, Dropout, Adapter]
+
+
+def _check_lora(owner: str, rank: int, alpha: float) -> None:
+    """Check LoRA fields: the merged kernel is weight + alpha / rank * B A (canonical B @ A)."""
+    check_int(owner, "lora_rank", rank, 0, 65536)
+    if rank:
+        check_float(owner, "lora_alpha", alpha, 0.0, 1e6, min_inclusive=False)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,17 @@ updates (BatchNorm moving statistics would not count).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from bench.spec._validate import check_choice, check_float, check_int
-from bench.spec.model import Conv2D, Dense, ModelSpec
+from bench.spec.model import Adapter, Conv2D, Dense, MaxPool2D, ModelSpec, ReLU
+from bench.spec.weights import Weights, initial_weights
+
+# Stream of the generator for fine-tuning's new weights (head, adapters, LoRA A), apart from the
+# network's initial weights.
+PEFT_INIT_STREAM = 17
 
 PEFT_METHODS = ("full", "linear-probe", "bitfit", "adapters", "lora")
 
@@ -35,6 +42,8 @@ class TransferTask:
 
     def __post_init__(self) -> None:
         for name in ("source_classes", "target_classes"):
+            if isinstance(getattr(self, name), list):  # from JSON
+                object.__setattr__(self, name, tuple(getattr(self, name)))
             classes = getattr(self, name)
             if not isinstance(classes, tuple) or len(classes) < 2:
                 raise ValueError(f"TransferTask.{name} must be a tuple of at least 2 class ids, got {classes!r}")
@@ -82,6 +91,8 @@ class PeftParams:
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.layers, list):  # from JSON
+            object.__setattr__(self, "layers", tuple(self.layers))
         check_choice("PeftParams", "method", self.method, PEFT_METHODS)
         check_int("PeftParams", "rank", self.rank, 1, 4096)
         check_float("PeftParams", "lora_alpha", self.lora_alpha, 0.0, 1e6, min_inclusive=False)
@@ -156,3 +167,100 @@ def _size(shape: tuple[int, ...]) -> int:
     for dim in shape:
         size *= dim
     return size
+
+
+def with_head(spec: ModelSpec, num_classes: int) -> ModelSpec:
+    """Return `spec` with its last layer (a Dense head) resized to `num_classes` outputs."""
+    head = spec.layers[-1]
+    if not isinstance(head, Dense):
+        raise ValueError(f"model {spec.name!r} must end in a Dense head to be fine-tuned, ends in {head.kind}")
+    return replace(spec, num_classes=num_classes, layers=(*spec.layers[:-1], replace(head, units=num_classes)))
+
+
+def adapted_spec(spec: ModelSpec, params: PeftParams) -> ModelSpec:
+    """Return `spec` with the adapters or LoRA of `params` (unchanged for the other methods).
+
+    LoRA sets lora_rank and lora_alpha on the adapted layers. An adapter goes after each adapted
+    layer's block: after the ReLU that follows a dense layer, and after the ReLU and max pooling that
+    follow a conv layer.
+    """
+    if params.method not in ("adapters", "lora"):
+        return spec
+    adapted = set(params.adapted_layers(spec))
+    if params.method == "lora":
+        layers = tuple(
+            replace(layer, lora_rank=params.rank, lora_alpha=params.lora_alpha) if layer.name in adapted else layer
+            for layer in spec.layers
+        )
+        return replace(spec, layers=layers)
+
+    layers = list(spec.layers)
+    result = []
+    pending = None
+    for index, layer in enumerate(layers):
+        result.append(layer)
+        if layer.name in adapted:
+            pending = layer
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        if pending is not None and not isinstance(following, (ReLU, MaxPool2D)):
+            width = params.adapter_channels if isinstance(pending, Conv2D) else params.adapter_units
+            result.append(Adapter(f"adapter_{pending.name}", width))
+            pending = None
+    return replace(spec, layers=tuple(result))
+
+
+def trainable_names(spec: ModelSpec, method: str) -> set[str]:
+    """Name the canonical parameters `method` trains in `spec` (the adapted spec with its new head)."""
+    check_choice("PeftParams", "method", method, PEFT_METHODS)
+    names = set(spec.parameter_shapes())
+    head = spec.layers[-1].name
+    head_names = {name for name in names if name.startswith(f"{head}.")}
+    if method == "full":
+        return names
+    if method == "linear-probe":
+        return head_names
+    if method == "bitfit":
+        return head_names | {name for name in names if name.endswith(".bias")}
+    if method == "adapters":
+        adapters = {layer.name for layer in spec.layers if isinstance(layer, Adapter)}
+        return head_names | {name for name in names if name.split(".", 1)[0] in adapters}
+    return head_names | {name for name in names if name.endswith((".lora_a", ".lora_b"))}
+
+
+def finetune_weights(pretrained: ModelSpec, weights: Weights, spec: ModelSpec, seed: int) -> Weights:
+    """Build the starting weights of fine-tuning: pretrained body, new head, identity adapters and LoRA.
+
+    `spec` is the adapted spec with its new head. The head, adapter down-projections and LoRA A are
+    drawn (Glorot uniform, biases zero) from default_rng([seed, PEFT_INIT_STREAM]); adapter
+    up-projections and LoRA B are zero, so the network starts as the pretrained one.
+    """
+    fresh = initial_weights(spec, seed, stream=PEFT_INIT_STREAM)
+    head = spec.layers[-1].name
+    pretrained_names = set(pretrained.parameter_shapes())
+    result: Weights = {}
+    for name, value in fresh.items():
+        if name.startswith(f"{head}."):
+            result[name] = value
+        elif name in pretrained_names:
+            result[name] = np.array(weights[name], dtype=np.float32, copy=True)
+        elif name.endswith((".up_weight", ".up_bias", ".lora_b")):
+            result[name] = np.zeros_like(value)
+        else:
+            result[name] = value
+    return result
+
+
+def merge_lora(spec: ModelSpec, weights: Weights) -> tuple[ModelSpec, Weights]:
+    """Fold every LoRA update into its kernel: W + alpha / rank * B A; return the plain spec and weights."""
+    merged = {name: value for name, value in weights.items() if not name.endswith((".lora_a", ".lora_b"))}
+    layers = []
+    for layer in spec.layers:
+        if isinstance(layer, (Conv2D, Dense)) and layer.lora_rank:
+            kernel = weights[f"{layer.name}.weight"]
+            a = weights[f"{layer.name}.lora_a"].reshape(layer.lora_rank, -1).astype(np.float64)
+            b = weights[f"{layer.name}.lora_b"].reshape(-1, layer.lora_rank).astype(np.float64)
+            update = (layer.lora_alpha / layer.lora_rank) * (b @ a)
+            merged[f"{layer.name}.weight"] = (kernel.astype(np.float64) + update.reshape(kernel.shape)).astype(np.float32)
+            layer = replace(layer, lora_rank=0, lora_alpha=0.0)
+        layers.append(layer)
+    return replace(spec, layers=tuple(layers)), merged

@@ -20,6 +20,11 @@ ALL_STRATEGIES = (
     "lowrank",
     "quantize",
     "compress",
+    "peft-full",
+    "peft-linear-probe",
+    "peft-bitfit",
+    "peft-adapters",
+    "peft-lora",
 )
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from bench.spec._validate import check_choice, check_float, check_int, check_name
+from bench.spec.peft import PEFT_METHODS, PeftParams, TransferTask
 
 
 def _check_layers(owner: str, layers: tuple[str, ...] | None) -> None:
@@ -335,12 +336,14 @@ class SearchParams(FinetuneParams):
         check_float("SearchParams", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0)
 
 
-StepParams = Union[TrainParams, PruneParams, StructuredPruneParams, LowRankParams, QuantizeParams, SearchParams]
+StepParams = Union[TrainParams, TransferTask, PeftParams, PruneParams, StructuredPruneParams, LowRankParams, QuantizeParams, SearchParams]
 
 # Steps a backend may be asked to run, with their parameter types. A backend that lacks one raises
 # NotImplementedError naming itself and the step, and the cell is recorded as missing.
 STEP_PARAMS: dict[str, type] = {
     "train": TrainParams,
+    "pretrain": TransferTask,
+    "finetune": PeftParams,
     "prune": PruneParams,
     "prune-structured": StructuredPruneParams,
     "lowrank": LowRankParams,
@@ -453,6 +456,24 @@ STRATEGIES: dict[str, StrategySpec] = {
         validation_fraction=0.1,
     ),
 }
+
+_PEFT_DESCRIPTIONS = {
+    "full": "every parameter",
+    "linear-probe": "only the new head",
+    "bitfit": "the biases and the new head (BitFit)",
+    "adapters": "zero-initialized bottleneck adapters (16 units after the hidden dense layers, 4 channels of "
+    "1x1 conv after the conv blocks) and the new head",
+    "lora": "rank-4 LoRA updates of the conv and hidden dense kernels (alpha 8, merged before export) and the "
+    "new head",
+}
+for _method in PEFT_METHODS:
+    STRATEGIES[f"peft-{_method}"] = StrategySpec(
+        name=f"peft-{_method}",
+        description=f"pretrain on classes 0-4, fine-tune on 100 labelled images per class of 5-9, training "
+        f"{_PEFT_DESCRIPTIONS[_method]}",
+        steps=(StepSpec("pretrain", TransferTask()), StepSpec("finetune", PeftParams(method=_method))),
+    )
+PEFT_STRATEGIES = tuple(f"peft-{method}" for method in PEFT_METHODS)
 
 
 def get_strategy(name: str) -> StrategySpec:

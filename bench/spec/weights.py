@@ -16,16 +16,17 @@ from bench.spec.model import ModelSpec
 Weights = dict[str, np.ndarray]
 
 
-def initial_weights(spec: ModelSpec, seed: int) -> Weights:
+def initial_weights(spec: ModelSpec, seed: int, stream: int | None = None) -> Weights:
     """Draw Glorot-uniform kernels and zero biases (the Keras defaults) from `seed`.
 
     Fan-in and fan-out of a conv kernel include the receptive field: in_channels * k * k and
-    out_channels * k * k.
+    out_channels * k * k. A `stream` draws from default_rng([seed, stream]) instead, for weights that
+    must differ from the network's initial ones (a new head, adapters).
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if stream is None else [seed, stream])
     weights: Weights = {}
     for name, shape in spec.parameter_shapes().items():
-        if name.endswith(".bias"):
+        if name.endswith("bias"):
             weights[name] = np.zeros(shape, dtype=np.float32)
             continue
         receptive_field = int(np.prod(shape[2:])) if len(shape) > 2 else 1
