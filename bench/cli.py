@@ -334,6 +334,25 @@ def format_parity(report: dict) -> str:
             f"{_diff(comparison, 'adversarial_epoch')}, FGSM batch {_diff(comparison, 'fgsm_batch')}, "
             f"PGD batch {_diff(comparison, 'pgd_batch')}, distillation loss {_losses(comparison)}"
         )
+    for name, result in report["frameworks"].items():
+        peft = result.get("peft") or {}
+        if peft:
+            counts = ", ".join(f"{method} {entry['trainable']:,}" for method, entry in peft.items())
+            start = max(entry["start_max_abs_diff"] for entry in peft.values())
+            merged = peft.get("lora", {}).get("merged_onnx_vs_unmerged_max_abs_diff")
+            lines.append(
+                f"  {name} fine-tuning: trainable {counts}; zero-initialized start max |diff| {start:.2g}; "
+                f"merged LoRA ONNX vs unmerged {'missing' if merged is None else f'{merged:.2g}'}"
+            )
+    for comparison in report["comparisons"]:
+        differences = comparison.get("peft_logits_max_relative_diff") or {}
+        if differences:
+            worst = max((value for value in differences.values() if value is not None), default=None)
+            first, second = comparison["frameworks"]
+            lines.append(
+                f"  {first} vs {second}, fine-tuning logits with random adapter and LoRA weights: max relative "
+                f"|diff| {'missing' if worst is None else f'{worst:.2g}'}"
+            )
     lines += [f"  problem: {problem}" for problem in report["problems"]]
     lines.append("passed" if report["passed"] else "FAILED")
     return "\n".join(lines)

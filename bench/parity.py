@@ -43,6 +43,12 @@ PGD_PROBE = AttackParams(method="pgd", epsilon=0.1, steps=5)
 PROBE_RANGE = (-2.0, 2.0)
 DISTILL_LOSS_RTOL = 1e-5
 
+# The fine-tuning probe: LeNet-5 with a 5-class head. Zero-initialized adapters and LoRA must change the
+# logits by at most PEFT_START_ATOL, and the merged LoRA export must match the unmerged network within
+# ONNX_LOGITS_ATOL.
+PEFT_CLASSES = 5
+PEFT_START_ATOL = 1e-6
+
 
 def parity_batch(model_name: str, seed: int, batch_size: int) -> np.ndarray:
     spec = get_model(model_name)
@@ -117,6 +123,7 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
     backend.train(pruned, spec, prune_recipe, data, lambda report: None, masks_for_epoch)
 
     strategies = _strategy_probes(backend, spec, weights, seed, images, train_images, train_labels)
+    peft_outputs, peft_report = _peft_probes(backend, seed, images, Path(out_dir) / framework)
 
     outputs_path = Path(out_dir) / f"{framework}-outputs.npz"
     np.savez(
@@ -126,6 +133,7 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
         **{f"pruned/{k}": v for k, v in backend.get_weights(pruned, spec).items()},
         **pruning_masks,
         **strategies,
+        **peft_outputs,
     )
     return {
         "framework": framework,
@@ -135,6 +143,7 @@ def probe(framework: str, model: str, seed: int, batch_size: int, out_dir: str, 
         "onnx_max_abs_diff": float(np.max(np.abs(onnx_logits - logits))),
         "onnx_label_agreement": float(np.mean(onnx_logits.argmax(1) == logits.argmax(1))),
         "training_epoch_losses": result.epoch_losses,
+        "peft": peft_report,
         "versions": backend.versions(),
     }
 
@@ -176,6 +185,57 @@ def _strategy_probes(backend, spec, weights, seed, batch, train_images, train_la
     loss = backend.distillation_loss(student, teacher_logits[: len(batch)], batch_labels, DISTILL_PROBE)
     outputs["distill-loss"] = np.array(loss, dtype=np.float64)
     return outputs
+
+
+def _peft_probes(backend, seed, batch, out_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Check each fine-tuning method on LeNet-5 with a 5-class head, in one framework.
+
+    Zero-initialized adapters and LoRA must leave the logits unchanged, the framework's trainable
+    count must equal the spec's rule, and the merged LoRA export must match the unmerged network.
+    Random values in every parameter (adapters and LoRA included) give logits that the parent
+    compares across frameworks, which checks the weight layouts.
+    """
+    from bench.onnx_runtime import create_session
+    from bench.spec.peft import PEFT_METHODS, PeftParams, adapted_spec, finetune_weights, merge_lora, trainable_names, with_head
+
+    pretrained = with_head(get_model("lenet5"), PEFT_CLASSES)
+    head_spec = with_head(pretrained, PEFT_CLASSES)
+    pretrained_weights = initial_weights(pretrained, seed)
+    plain = backend.build(head_spec)
+    outputs: dict[str, np.ndarray] = {}
+    report: dict = {}
+    for method in PEFT_METHODS:
+        params = PeftParams(method=method)
+        spec = adapted_spec(head_spec, params)
+        weights = finetune_weights(pretrained, pretrained_weights, spec, seed)
+        network = backend.build(spec)
+        backend.set_weights(network, spec, weights)
+        backend.set_weights(plain, head_spec, {name: weights[name] for name in head_spec.parameter_shapes()})
+        start_diff = float(np.max(np.abs(backend.predict(network, batch) - backend.predict(plain, batch))))
+        backend.set_trainable(network, spec, trainable_names(spec, method))
+        entry = {
+            "start_max_abs_diff": start_diff,
+            "trainable": backend.count_trainable(network),
+            "expected_trainable": params.trainable_parameters(head_spec)["total"],
+        }
+
+        rng = np.random.default_rng([seed, 4, PEFT_METHODS.index(method)])
+        random = {name: (0.1 * rng.standard_normal(value.shape)).astype(np.float32) for name, value in weights.items()}
+        backend.set_weights(network, spec, random)
+        logits = backend.predict(network, batch)
+        outputs[f"peft/{method}"] = logits
+        if method == "lora":
+            merged_spec, merged_weights = merge_lora(spec, random)
+            merged = backend.build(merged_spec)
+            backend.set_weights(merged, merged_spec, merged_weights)
+            path = out_dir / "lora-merged.onnx"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend.export_onnx(merged, merged_spec, path)
+            session = create_session(path, threads=1)
+            exported = session.run(None, {session.get_inputs()[0].name: batch})[0]
+            entry["merged_onnx_vs_unmerged_max_abs_diff"] = float(np.max(np.abs(exported - logits)))
+        report[method] = entry
+    return outputs, report
 
 
 def check_parity(
@@ -232,6 +292,7 @@ def check_parity(
                 outputs[framework] = {name: archive[name] for name in archive.files}
             report["frameworks"][framework] = result
             _check_probe(report, framework, result, spec.count_parameters())
+            _check_peft(report, framework, result.get("peft") or {})
 
         names = list(outputs)
         for index, first in enumerate(names):
@@ -251,6 +312,7 @@ def _compare(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
     masks_equal = bool(masks) and all(np.array_equal(a[name], b[name]) for name in masks)
     zero_patterns_equal = all(np.array_equal(a[name] == 0, b[name] == 0) for name in pruned if name.endswith(".weight"))
     strategies = _compare_strategies(report, first, second, a, b)
+    strategies.update(_compare_peft(report, first, second, a, b))
     if not masks_equal:
         report["problems"].append(f"{first} vs {second}: pruning masks differ")
     if not zero_patterns_equal:
@@ -302,10 +364,48 @@ def _compare_strategies(report: dict, first: str, second: str, a: dict, b: dict)
     return result
 
 
+def _compare_peft(report: dict, first: str, second: str, a: dict, b: dict) -> dict:
+    """Compare each fine-tuning method's logits with random weights across frameworks (relative)."""
+    names = sorted(name for name in a if name.startswith("peft/"))
+    differences = {name.split("/", 1)[1]: _relative_diff(a, b, name) for name in names}
+    for method, value in differences.items():
+        if value is None or value > FRAMEWORK_LOGITS_ATOL:
+            shown = "missing" if value is None else f"{value:.3g} > {FRAMEWORK_LOGITS_ATOL}"
+            report["problems"].append(f"{first} vs {second}: {method} logits with random weights differ: {shown}")
+    return {"peft_logits_max_relative_diff": differences}
+
+
+def _relative_diff(a: dict, b: dict, name: str) -> float | None:
+    """Return max |a - b| / max(1, max |a|): random adapter weights make logits large."""
+    if name not in a or name not in b:
+        return None
+    return float(np.max(np.abs(a[name] - b[name])) / max(1.0, float(np.max(np.abs(a[name])))))
+
+
 def _array_diff(a: dict, b: dict, name: str) -> float | None:
     if name not in a or name not in b:
         return None
     return float(np.max(np.abs(a[name] - b[name])))
+
+
+def _check_peft(report: dict, framework: str, peft: dict) -> None:
+    for method, entry in peft.items():
+        if entry["trainable"] != entry["expected_trainable"]:
+            report["problems"].append(
+                f"{framework}: {method} trains {entry['trainable']} parameters, the spec's rule gives "
+                f"{entry['expected_trainable']}"
+            )
+        if entry["start_max_abs_diff"] > PEFT_START_ATOL:
+            report["problems"].append(
+                f"{framework}: {method} changes the pretrained logits by {entry['start_max_abs_diff']:.3g} before "
+                f"training (> {PEFT_START_ATOL})"
+            )
+        merged = entry.get("merged_onnx_vs_unmerged_max_abs_diff")
+        if merged is not None and merged > ONNX_LOGITS_ATOL:
+            report["problems"].append(
+                f"{framework}: merged {method} export differs from the unmerged network by {merged:.3g} "
+                f"(> {ONNX_LOGITS_ATOL})"
+            )
 
 
 def _check_probe(report: dict, framework: str, result: dict, expected_parameters: int) -> None:

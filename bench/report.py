@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report_compression import compression_section, coverage_section, int8_section
+from bench.report_peft import peft_section
 from bench.report_training import training_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
@@ -278,6 +279,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
     ]
     lines += _invalid_section(frame)
     lines += training_section(frame, records)
+    lines += peft_section(frame, records)
     lines += compression_section(frame)
     lines += int8_section(frame)
     lines += _framework_section(records)

@@ -274,3 +274,60 @@ def test_compare_strategies_flags_missing_output(name, message):
     _, problems = compare_strategies(first, second)
 
     assert problems == [f"torch vs tf: {message}"]
+
+
+# --- parameter-efficient fine-tuning ---------------------------------------------------------------
+
+PEFT_METHODS_LIST = ["full", "linear-probe", "bitfit", "adapters", "lora"]
+
+
+@needs_both
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("method", PEFT_METHODS_LIST)
+def test_peft_zero_init_keeps_logits(parity_report, framework, method):
+    entry = parity_report["frameworks"][framework]["peft"][method]
+    assert entry["start_max_abs_diff"] <= 1e-6
+
+
+@needs_both
+@pytest.mark.parametrize("method", PEFT_METHODS_LIST)
+def test_peft_trainable_counts_equal(parity_report, method):
+    torch_entry = parity_report["frameworks"]["torch"]["peft"][method]
+    tf_entry = parity_report["frameworks"]["tf"]["peft"][method]
+    assert torch_entry["trainable"] == tf_entry["trainable"]
+    assert torch_entry["trainable"] == torch_entry["expected_trainable"]
+
+
+@needs_both
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_peft_merged_lora_export_matches(parity_report, framework):
+    entry = parity_report["frameworks"][framework]["peft"]["lora"]
+    assert entry["merged_onnx_vs_unmerged_max_abs_diff"] <= 1e-4
+
+
+@needs_both
+def test_peft_layouts_agree_across_frameworks(parity_report):
+    (comparison,) = parity_report["comparisons"]
+    differences = comparison["peft_logits_max_relative_diff"]
+    assert sorted(differences) == sorted(PEFT_METHODS_LIST)
+    for value in differences.values():
+        assert value <= 1e-5
+
+
+def test_compare_peft_flags_differing_logits():
+    from bench.parity import _compare_peft
+
+    logits = np.ones((2, 5), dtype=np.float32)
+    report = {"problems": []}
+    _compare_peft(report, "torch", "tf", {"peft/lora": logits}, {"peft/lora": logits + 0.5})
+    assert report["problems"] == ["torch vs tf: lora logits with random weights differ: 0.5 > 1e-05"]
+
+
+def test_compare_peft_accepts_equal_logits():
+    from bench.parity import _compare_peft
+
+    logits = np.ones((2, 5), dtype=np.float32)
+    report = {"problems": []}
+    result = _compare_peft(report, "torch", "tf", {"peft/full": logits}, {"peft/full": logits.copy()})
+    assert report["problems"] == []
+    assert result["peft_logits_max_relative_diff"] == {"full": 0.0}

@@ -138,3 +138,45 @@ def test_label_budget_names_short_class():
     labels = np.array([0, 0, 0, 1])
     with pytest.raises(ValueError, match="class 1 has 1 training samples"):
         label_budget(labels, 2, seed=0)
+
+
+def test_target_data_from_another_dataset():
+    from types import SimpleNamespace
+
+    from bench.spec import lenet5
+    from bench.steps_peft import _target_data
+
+    state = SimpleNamespace(
+        dataset_name="digits",
+        data_dir=None,
+        normalization=(0.2, 0.3),
+        spec=lenet5(num_classes=5),
+        target_provenance=None,
+    )
+    task = TransferTask(source_classes=(0, 1), target_classes=(0, 1), target_dataset="mnist-5k")
+    train_images, train_labels, test_images, test_labels = _target_data(state, task)
+    assert train_images.shape[1:] == (1, 32, 32)
+    assert test_images.shape[1:] == (1, 32, 32)
+    assert set(train_labels.tolist()) == {0, 1}
+    assert set(test_labels.tolist()) == {0, 1}
+    assert len(train_images) == len(train_labels)
+    assert state.target_provenance["name"] == "mnist-5k"
+
+
+def test_target_data_from_the_cell_dataset():
+    from types import SimpleNamespace
+
+    from bench.steps_peft import _target_data
+
+    images = np.arange(40, dtype=np.float32).reshape(10, 1, 2, 2)
+    labels = np.arange(10)
+    state = SimpleNamespace(
+        dataset_name="fashion-mnist",
+        train_images=images,
+        train_labels=labels,
+        evaluation=(images[::-1], labels[::-1]),
+    )
+    train_images, train_labels, test_images, test_labels = _target_data(state, TransferTask())
+    assert train_labels.tolist() == [0, 1, 2, 3, 4]
+    assert np.array_equal(train_images, images[5:])
+    assert test_labels.tolist() == [4, 3, 2, 1, 0]
