@@ -270,6 +270,8 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
         "from that runtime's own outputs. Robust accuracy is that runtime's accuracy on adversarial test",
         f"images ({_robustness_line(records)}).",
+        "`train s/epoch` is the cell's first training phase: the baseline training, or the pretraining of a",
+        "`peft-*` cell (its fine-tuning epochs are in the record's steps).",
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
         "value whose validity check failed (reasons below the table); `-` is a value that was not measured.",
@@ -290,12 +292,23 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
 
 
 def _robustness_line(records: list[dict]) -> str:
-    labels = sorted({label for label in (_attack_label(r.get("robustness") or {}) for r in records) if label})
-    if not labels:
+    """Describe the run's attacks once each, with the image counts they ran on."""
+    attacks: dict[str, set[int]] = {}
+    for record in records:
+        robustness = record.get("robustness") or {}
+        label = _attack_label(robustness)
+        if label:
+            attacks.setdefault(label.rsplit(", ", 1)[0], set()).add(int(robustness["samples"]))
+    if not attacks:
         return "not measured in this run"
+    parts = [
+        f"{label}, on {' or '.join(f'{count:,}' for count in sorted(counts))} test images of the cell's task"
+        for label, counts in sorted(attacks.items())
+    ]
     return (
-        "; ".join(labels) + ", in [0, 1] pixel units, crafted on each cell's fp32 model in its own framework: "
-        "white-box for the fp32 runtimes, a transfer attack for the int8 ones"
+        "; ".join(parts) + " (a fine-tuning cell's task is its target classes), in [0, 1] pixel units, crafted on "
+        "each cell's fp32 model in its own framework: white-box for the fp32 runtimes, a transfer attack for the "
+        "int8 ones"
     )
 
 

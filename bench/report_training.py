@@ -30,8 +30,8 @@ def training_section(frame: pd.DataFrame, records: list[dict]) -> list[str]:
         "",
         "ONNX Runtime rows of the strategies that change how the network is trained; the exported network",
         "is the baseline's architecture in every case. Differences are in accuracy points against the",
-        "baseline of the same framework, dataset and seed. Robust accuracy uses the attack named above the",
-        "Results table.",
+        "baseline of the same framework, dataset and seed (`-` where the run has no such baseline cell).",
+        "Robust accuracy uses the attack named above the Results table.",
         "",
         "| strategy | framework | accuracy | vs baseline (points) | robust accuracy | vs baseline (points) "
         "| train s/epoch | training |",
