@@ -140,3 +140,10 @@ def test_parity_summary_lines():
     assert "masks DIFFERENT" in text
     assert "problem: torch vs tf: pruning masks differ" in text
     assert text.splitlines()[-1] == "FAILED"
+
+
+def test_list_names_int8_runtimes(capsys):
+    assert main(["list"]) == 0
+    output = capsys.readouterr().out
+    for runtime in ("onnxruntime-int8", "torch-int8-pt2e", "tflite-int8"):
+        assert runtime in output
