@@ -198,8 +198,8 @@ def _peft_probes(backend, seed, batch, out_dir: Path) -> tuple[dict[str, np.ndar
     from bench.onnx_runtime import create_session
     from bench.spec.peft import PEFT_METHODS, PeftParams, adapted_spec, finetune_weights, merge_lora, trainable_names, with_head
 
-    pretrained = with_head(get_model("lenet5"), PEFT_CLASSES)
-    head_spec = with_head(pretrained, PEFT_CLASSES)
+    # The pretrained network already has the target's number of classes, so its head spec is itself.
+    pretrained = head_spec = with_head(get_model("lenet5"), PEFT_CLASSES)
     pretrained_weights = initial_weights(pretrained, seed)
     plain = backend.build(head_spec)
     outputs: dict[str, np.ndarray] = {}

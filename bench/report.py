@@ -269,7 +269,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "",
         "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
         "from that runtime's own outputs. Robust accuracy is that runtime's accuracy on adversarial test",
-        f"images ({_robustness_line(records)}).",
+        f"images: {_robustness_line(records)}.",
         "`train s/epoch` is the cell's first training phase: the baseline training, or the pretraining of a",
         "`peft-*` cell (its fine-tuning epochs are in the record's steps).",
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
@@ -306,9 +306,9 @@ def _robustness_line(records: list[dict]) -> str:
         for label, counts in sorted(attacks.items())
     ]
     return (
-        "; ".join(parts) + " (a fine-tuning cell's task is its target classes), in [0, 1] pixel units, crafted on "
-        "each cell's fp32 model in its own framework: white-box for the fp32 runtimes, a transfer attack for the "
-        "int8 ones"
+        "; ".join(parts) + ". A fine-tuning cell's task is its target classes. Epsilon and step size are in [0, 1] "
+        "pixel units. The images are crafted on each cell's fp32 model in its own framework, so the attack is "
+        "white-box for the fp32 runtimes and a transfer attack for the int8 ones"
     )
 
 

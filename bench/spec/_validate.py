@@ -50,3 +50,11 @@ def check_name(owner: str, field: str, value: Any) -> None:
         raise ValueError(
             f"{owner}.{field} must be a non-empty name of letters, digits, '-' and '_', got {value!r}"
         )
+
+
+def check_layer_names(owner: str, layers: Any) -> None:
+    """Check an optional layer selection: None (every eligible layer) or a non-empty tuple of names."""
+    if layers is None:
+        return
+    if not isinstance(layers, tuple) or not layers or not all(isinstance(name, str) and name for name in layers):
+        raise ValueError(f"{owner}.layers must be None (all eligible layers) or a non-empty tuple of layer names, got {layers!r}")

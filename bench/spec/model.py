@@ -177,7 +177,7 @@ class Dropout:
 class Adapter:
     """A residual bottleneck adapter: x + up(relu(down(x))).
 
-    On a (C, H, W) input, down and up are 1x1 convolutions (C to `bottleneck` channels and back); on a
+    On a (C, H, W) input, down and up are 1x1 convolutions (C to `bottleneck` channels and back). On a
     flat input they are dense layers. Both have biases. With `up` zero-initialized the adapter starts
     as the identity.
     """

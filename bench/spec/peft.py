@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from bench.spec._validate import check_choice, check_float, check_int
+from bench.spec._validate import check_choice, check_float, check_int, check_layer_names
 from bench.spec.model import Adapter, Conv2D, Dense, MaxPool2D, ModelSpec, ReLU
 from bench.spec.weights import Weights, initial_weights
 
@@ -78,7 +78,7 @@ class PeftParams:
       `adapter_units` after each hidden dense layer, and a 1x1 conv bottleneck of `adapter_channels`
       after each conv layer.
     - lora: rank-`rank` updates (scale `lora_alpha` / `rank`) of the conv and hidden dense kernels
-      train with the new head; the update factor B starts at zero.
+      train with the new head. The update factor B starts at zero.
 
     `layers` limits adapters and LoRA to the named layers (None: every eligible layer).
     """
@@ -98,10 +98,7 @@ class PeftParams:
         check_float("PeftParams", "lora_alpha", self.lora_alpha, 0.0, 1e6, min_inclusive=False)
         check_int("PeftParams", "adapter_units", self.adapter_units, 1, 65536)
         check_int("PeftParams", "adapter_channels", self.adapter_channels, 1, 65536)
-        if self.layers is not None and (
-            not isinstance(self.layers, tuple) or not self.layers or not all(isinstance(n, str) and n for n in self.layers)
-        ):
-            raise ValueError(f"PeftParams.layers must be None or a non-empty tuple of layer names, got {self.layers!r}")
+        check_layer_names("PeftParams", self.layers)
 
     def eligible_layers(self, spec: ModelSpec) -> tuple[str, ...]:
         """Name the layers that adapters or LoRA attach to: conv layers and hidden dense layers."""
@@ -126,35 +123,27 @@ class PeftParams:
     def trainable_parameters(self, spec: ModelSpec) -> dict[str, int]:
         """Count the scalars the optimizer updates, by group: base, head, biases, adapters, lora.
 
-        `spec` is the pretrained network with its head already sized for the target task.
+        `spec` is the pretrained network with its head already sized for the target task. The count
+        comes from the names trainable_names selects in adapted_spec, the same selection the backends
+        train, so the rule exists once.
         """
-        shapes = spec.parameter_shapes()
+        adapted = adapted_spec(spec, self)
+        shapes = adapted.parameter_shapes()
         head = spec.layers[-1].name
-        sizes = {name: _size(shape) for name, shape in shapes.items()}
-        head_count = sum(size for name, size in sizes.items() if name.startswith(f"{head}."))
-        counts = {"base": 0, "head": head_count, "biases": 0, "adapters": 0, "lora": 0}
-        if self.method == "full":
-            counts["base"] = sum(sizes.values()) - head_count
-        elif self.method == "bitfit":
-            counts["biases"] = sum(
-                size for name, size in sizes.items() if name.endswith(".bias") and not name.startswith(f"{head}.")
-            )
-        elif self.method in ("adapters", "lora"):
-            infos = {info.layer.name: info for info in spec.layer_infos()}
-            for name in self.adapted_layers(spec):
-                info = infos[name]
-                layer = info.layer
-                if self.method == "lora":
-                    if isinstance(layer, Conv2D):
-                        fan_in = info.input_shape[0] * layer.kernel_size**2
-                    else:
-                        fan_in = info.input_shape[0]
-                    fan_out = layer.out_channels if isinstance(layer, Conv2D) else layer.units
-                    counts["lora"] += self.rank * (fan_in + fan_out)
-                else:
-                    width = info.output_shape[0]
-                    bottleneck = self.adapter_channels if isinstance(layer, Conv2D) else self.adapter_units
-                    counts["adapters"] += 2 * width * bottleneck + bottleneck + width
+        adapters = {layer.name for layer in adapted.layers if isinstance(layer, Adapter)}
+        counts = {"base": 0, "head": 0, "biases": 0, "adapters": 0, "lora": 0}
+        for name in trainable_names(adapted, self.method):
+            if name.startswith(f"{head}."):
+                group = "head"
+            elif name.endswith((".lora_a", ".lora_b")):
+                group = "lora"
+            elif name.split(".", 1)[0] in adapters:
+                group = "adapters"
+            elif self.method == "bitfit":
+                group = "biases"
+            else:
+                group = "base"
+            counts[group] += _size(shapes[name])
         counts["total"] = sum(counts.values())
         return counts
 
@@ -231,7 +220,7 @@ def finetune_weights(pretrained: ModelSpec, weights: Weights, spec: ModelSpec, s
     """Build the starting weights of fine-tuning: pretrained body, new head, identity adapters and LoRA.
 
     `spec` is the adapted spec with its new head. The head, adapter down-projections and LoRA A are
-    drawn (Glorot uniform, biases zero) from default_rng([seed, PEFT_INIT_STREAM]); adapter
+    drawn (Glorot uniform, biases zero) from default_rng([seed, PEFT_INIT_STREAM]). Adapter
     up-projections and LoRA B are zero, so the network starts as the pretrained one.
     """
     fresh = initial_weights(spec, seed, stream=PEFT_INIT_STREAM)

@@ -9,15 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from bench.spec._validate import check_choice, check_float, check_int, check_name
+from bench.spec._validate import check_choice, check_float, check_int, check_layer_names, check_name
 from bench.spec.peft import PEFT_METHODS, PeftParams, TransferTask
-
-
-def _check_layers(owner: str, layers: tuple[str, ...] | None) -> None:
-    if layers is None:
-        return
-    if not isinstance(layers, tuple) or not layers or not all(isinstance(name, str) and name for name in layers):
-        raise ValueError(f"{owner}.layers must be None (all eligible layers) or a non-empty tuple of layer names, got {layers!r}")
 
 
 @dataclass(frozen=True)
@@ -83,8 +76,8 @@ class AttackParams:
     """An L-infinity gradient-sign attack; epsilon and step size are in [0, 1] pixel units.
 
     PGD takes `steps` steps of size `step_size` (default 2.5 * epsilon / steps) along the sign of the
-    input gradient of the cross-entropy, projecting back into the epsilon-ball around the clean image
-    and into the valid pixel range after each step. It starts from the clean image (no random start),
+    input gradient of the cross-entropy. After each step it projects back into the epsilon-ball around
+    the clean image and into the valid pixel range. It starts from the clean image (no random start),
     so the attack is deterministic and the same in both frameworks. FGSM is one step of size epsilon.
     Gradients are taken with the model in inference mode (dropout off).
     """
@@ -139,7 +132,7 @@ class DistillParams:
 
     loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student).
     The teacher is trained with the profile's recipe (`teacher_epochs` overrides its epochs) once per
-    framework and seed; its logits on the training images are computed once, in inference mode.
+    framework and seed. Its logits on the training images are computed once, in inference mode.
     The soft term's gradient is alpha * T times the softened probability gap, so a high T and alpha
     raise the effective learning rate: T = 4 with alpha = 0.9 diverged at learning rate 0.02 on the
     smoke profile, and the defaults T = 2, alpha = 0.5 train stably in both frameworks.
@@ -231,7 +224,7 @@ class PruneParams(FinetuneParams):
             )
         check_int("PruneParams", "power", self.power, 1, 10)
         check_float("PruneParams", "end_fraction", self.end_fraction, 0.0, 1.0, min_inclusive=False)
-        _check_layers("PruneParams", self.layers)
+        check_layer_names("PruneParams", self.layers)
 
 
 @dataclass(frozen=True)
@@ -247,7 +240,7 @@ class StructuredPruneParams(FinetuneParams):
     def __post_init__(self) -> None:
         self._check_finetune("StructuredPruneParams")
         check_float("StructuredPruneParams", "ratio", self.ratio, 0.0, 1.0, max_inclusive=False)
-        _check_layers("StructuredPruneParams", self.layers)
+        check_layer_names("StructuredPruneParams", self.layers)
 
 
 @dataclass(frozen=True)
@@ -273,7 +266,7 @@ class LowRankParams(FinetuneParams):
             check_float("LowRankParams", "energy", self.energy, 0.0, 1.0, min_inclusive=False)
         if self.rank is not None:
             check_int("LowRankParams", "rank", self.rank, 1)
-        _check_layers("LowRankParams", self.layers)
+        check_layer_names("LowRankParams", self.layers)
 
 
 @dataclass(frozen=True)
