@@ -16,6 +16,7 @@ from bench.measure.size import dense_fp32_bytes, model_size
 from bench.measure.stats import (
     P90_MIN_VALUES,
     P99_MIN_VALUES,
+    RUN_TO_RUN_THRESHOLD,
     mlperf_percentile,
     tukey_outlier_count,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_LOOPS",
     "P90_MIN_VALUES",
     "P99_MIN_VALUES",
+    "RUN_TO_RUN_THRESHOLD",
     "TimingResult",
     "calibrate_loops",
     "classification_metrics",

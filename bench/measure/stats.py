@@ -69,3 +69,10 @@ def robust_cv(values: Sequence[float]) -> float | None:
     if median == 0.0:
         return None
     return MAD_TO_STD * float(np.median(np.abs(array - median))) / median
+
+
+# Run-to-run noise limit for medians of the same timed callable on the same machine. A median that
+# moved by less than this fraction between two runs is treated as unchanged: by the regression gates
+# (tests/benchmarks) and by `bench compare`. The value is set above the noise measured on this
+# project's reference machine; the README says how it was measured.
+RUN_TO_RUN_THRESHOLD = 0.15
