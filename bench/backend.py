@@ -114,6 +114,21 @@ class NativeRuntime:
     to_numpy: Callable[[Any], np.ndarray]
     description: str = ""
     setup_seconds: float | None = None  # one-time cost before the first call (session creation, ...)
+    # Compile or trace seconds per batch size, filled by `prepare` for runtimes that compile per input
+    # shape (torch.compile, XLA). Kept apart from the first call and from steady-state latency.
+    compile_seconds: dict[int, float] | None = None
+    # Why this runtime cannot run on this machine (no GPU, no C++ compiler), or None. An unavailable
+    # runtime is recorded as skipped with this reason and never called.
+    unavailable: str | None = None
+
+
+def unavailable_runtime(description: str, reason: str) -> NativeRuntime:
+    """A runtime that does not apply on this machine: the cell records it as skipped with `reason`."""
+
+    def not_callable(*_args: Any) -> Any:
+        raise RuntimeError(f"runtime is unavailable: {reason}")
+
+    return NativeRuntime(not_callable, not_callable, not_callable, description, unavailable=reason)
 
 
 @dataclass

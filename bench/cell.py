@@ -64,6 +64,7 @@ def run_cell(
     cache_dir: str | None = None,
     backend_path: str | None = None,
     robustness: dict | None = None,
+    target_accuracy: float | None = None,
 ) -> dict:
     spec_cell = CellSpec(**cell)
     recipe_ = TrainRecipe(**recipe)
@@ -121,6 +122,7 @@ def run_cell(
         hflip_preserves_label=hflip_preserves_label,
         dataset_name=spec_cell.dataset,
         normalization=(mean, std),
+        target_accuracy=target_accuracy,
     )
     run_steps(state, strategy.steps)
     # A transfer cell ends on its target task: measure on that task's test images.
@@ -268,10 +270,12 @@ def measure_runtimes(context: MeasureContext) -> list[dict]:
             reference_accuracy = row["quality"]["accuracy"]
         rows.append(row)
 
-    from bench.onnx_runtime import onnxruntime_runtime
+    from bench.onnx_runtime import onnxruntime_cuda_runtime, onnxruntime_runtime
 
     ort_runtime = onnxruntime_runtime(context.onnx_path, context.threads)
     rows.append(_measure_one(ONNX_RUNTIME, "onnx", ort_runtime, context, reference_logits))
+    ort_cuda = onnxruntime_cuda_runtime(context.onnx_path, context.threads)
+    rows.append(_measure_one(f"{ONNX_RUNTIME}-cuda", "onnx", ort_cuda, context, reference_logits))
 
     if state.quantize is not None:
         rows += _measure_int8(context, reference_logits)
@@ -351,9 +355,13 @@ def _measure_one(
     images, labels, timing = context.images, context.labels, context.timing
     num_classes = context.state.spec.num_classes
     row: dict[str, Any] = {"runtime": name, "kind": kind, "description": runtime.description}
+    if runtime.unavailable is not None:
+        log.info("%s: skipped, %s", name, runtime.unavailable)
+        return {**row, "status": "skipped", "reason": runtime.unavailable}
     try:
-        # One-time costs, reported apart from steady-state latency: setup (session creation) and the
-        # first inference (tracing, graph compilation, lazy initialization).
+        # One-time costs, reported apart from steady-state latency: setup (session creation), compile
+        # or trace time per batch size (in `prepare`, for compiling runtimes) and the first inference
+        # (lazy initialization, and tracing for runtimes that trace on the first call).
         first_input = runtime.prepare(_repeat_to(images, timing.latency_batch_size))
         first_start = time.perf_counter()
         runtime.run(first_input)
@@ -382,6 +390,10 @@ def _measure_one(
         row["latency"] = measure_latency(lambda: runtime.run(latency_input), timing)
         throughput_input = runtime.prepare(_repeat_to(images, timing.throughput_batch_size))
         row["throughput"] = measure_throughput(lambda: runtime.run(throughput_input), timing)
+        if runtime.compile_seconds is not None:
+            row["one_time"]["compile_ms"] = {
+                str(size): seconds * 1000 for size, seconds in sorted(runtime.compile_seconds.items())
+            }
         log.info(
             "%s: latency p50 %.3f ms at batch %d, throughput %.0f samples/s at batch %d",
             name,

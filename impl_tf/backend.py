@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
+from bench.backend import (
+    EpochReport,
+    InputRange,
+    MasksForEpoch,
+    NativeRuntime,
+    TrainData,
+    TrainOptions,
+    TrainResult,
+    unavailable_runtime,
+)
 from bench.spec import ModelSpec, TrainRecipe, Weights
 from impl_tf import adversarial, export, models, peft, train, weights
 
@@ -28,13 +38,17 @@ class TFBackend:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.experimental.enable_op_determinism()
+        # TensorFloat-32 only changes GPU matmuls and convolutions; off so that a GPU row stays float32.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
         keras.utils.set_random_seed(seed)
         return {
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "tf_op_determinism": True,
             "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPU)"),
-            "tf32": False,
+            "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+            "tf_xla": {"jit_compile": True, "runtime": "tf-xla", "auto_jit": os.environ.get("TF_XLA_FLAGS")},
+            "gpus_visible": len(tf.config.list_physical_devices("GPU")),
             "device": "cpu",
         }
 
@@ -110,23 +124,76 @@ class TFBackend:
         return quantize_native(model, spec, calibration_images, artifacts_dir, threads)
 
     def runtimes(self, model: keras.Model, spec: ModelSpec) -> dict[str, NativeRuntime]:
-        def prepare(images: np.ndarray) -> tf.Tensor:
-            return tf.constant(to_nhwc(images))
+        """Eager, tf.function and XLA inference on the CPU; the GPU variants where TensorFlow sees a GPU."""
+        runtimes = {}
+        gpus = tf.config.list_physical_devices("GPU")
+        no_gpu = None if gpus else "no GPU visible to TensorFlow (tensorflow-cpu, or no CUDA device)"
+        for device in ("cpu", "gpu"):
+            suffix = "" if device == "cpu" else "-gpu"
+            if device == "gpu" and no_gpu is not None:
+                for name in ("tf-function", "tf-xla"):
+                    runtimes[name + suffix] = unavailable_runtime(f"{name} on the GPU", no_gpu)
+                continue
+            placement = "/CPU:0" if device == "cpu" else "/GPU:0"
+            if device == "cpu":
+                runtimes["tf-eager"] = NativeRuntime(
+                    prepare=_prepare_on(placement),
+                    run=lambda batch: model(batch, training=False),
+                    to_numpy=lambda output: output.numpy(),
+                    description="Keras 3 model called eagerly, CPU, float32",
+                )
+            runtimes["tf-function" + suffix] = NativeRuntime(
+                prepare=_prepare_on(placement),
+                run=_on_device(_compiled_inference(model), placement),
+                to_numpy=lambda output: output.numpy(),
+                description=f"Keras 3 model inside tf.function (graph mode, no XLA), {device.upper()}, float32",
+            )
+            runtimes["tf-xla" + suffix] = _xla_runtime(model, placement, device)
+        return runtimes
 
-        return {
-            "tf-eager": NativeRuntime(
-                prepare=prepare,
-                run=lambda batch: model(batch, training=False),
-                to_numpy=lambda output: output.numpy(),
-                description="Keras 3 model called eagerly, CPU, float32",
-            ),
-            "tf-function": NativeRuntime(
-                prepare=prepare,
-                run=_compiled_inference(model),
-                to_numpy=lambda output: output.numpy(),
-                description="Keras 3 model inside tf.function (graph mode, no XLA), CPU, float32",
-            ),
-        }
+
+def _prepare_on(placement: str) -> Callable[[np.ndarray], tf.Tensor]:
+    def prepare(images: np.ndarray) -> tf.Tensor:
+        with tf.device(placement):
+            return tf.identity(tf.constant(to_nhwc(images)))
+
+    return prepare
+
+
+def _on_device(function: Callable[[tf.Tensor], tf.Tensor], placement: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    if placement == "/CPU:0":
+        return function
+
+    def run(batch: tf.Tensor) -> tf.Tensor:
+        with tf.device(placement):
+            return function(batch)
+
+    return run
+
+
+def _xla_runtime(model: keras.Model, placement: str, device: str) -> NativeRuntime:
+    """tf.function with jit_compile=True: XLA compiles one executable per batch size, in `prepare`."""
+    xla = tf.function(lambda batch: model(batch, training=False), jit_compile=True)
+    run = _on_device(xla, placement)
+    compile_seconds: dict[int, float] = {}
+    prepare_tensor = _prepare_on(placement)
+
+    def prepare(images: np.ndarray) -> tf.Tensor:
+        batch = prepare_tensor(images)
+        size = int(batch.shape[0])
+        if size not in compile_seconds:
+            started = time.perf_counter()
+            run(batch).numpy()  # traces and compiles for this shape
+            compile_seconds[size] = time.perf_counter() - started
+        return batch
+
+    return NativeRuntime(
+        prepare=prepare,
+        run=run,
+        to_numpy=lambda output: output.numpy(),
+        description=f"Keras 3 model inside tf.function(jit_compile=True), XLA, one executable per batch size, {device.upper()}, float32",
+        compile_seconds=compile_seconds,
+    )
 
 
 def _compiled_inference(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:

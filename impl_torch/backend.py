@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +13,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.backend import EpochReport, InputRange, MasksForEpoch, NativeRuntime, TrainData, TrainOptions, TrainResult
+from bench.backend import (
+    EpochReport,
+    InputRange,
+    MasksForEpoch,
+    NativeRuntime,
+    TrainData,
+    TrainOptions,
+    TrainResult,
+    unavailable_runtime,
+)
 from bench.spec import ModelSpec, TrainRecipe, Weights
-from impl_torch import adversarial, export, models, peft, train, weights
+from impl_torch import adversarial, compiled, export, models, peft, train, weights
 
 
 class TorchBackend:
@@ -27,6 +38,8 @@ class TorchBackend:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        # Deterministic cuBLAS needs a fixed workspace; it has no effect on the CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
@@ -35,7 +48,10 @@ class TorchBackend:
             "torch_inter_op_threads": torch.get_num_interop_threads(),
             "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "torch_tf32": False,
+            "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
             "torch_mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+            "torch_compile": dict(compiled.COMPILE_SETTINGS),
+            "cuda_available": torch.cuda.is_available(),
             "device": "cpu",
         }
 
@@ -118,17 +134,35 @@ class TorchBackend:
         return quantize_native(model, spec, calibration_images, artifacts_dir, threads)
 
     def runtimes(self, model: nn.Module, spec: ModelSpec) -> dict[str, NativeRuntime]:
+        """Eager and compiled inference on the CPU, and the same on CUDA where a GPU is present."""
         model.eval()
-
-        def run_eager(batch: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return model(batch)
-
-        return {
-            "torch-eager": NativeRuntime(
-                prepare=lambda images: torch.from_numpy(np.ascontiguousarray(images)),
-                run=run_eager,
-                to_numpy=lambda output: output.numpy(),
-                description="PyTorch eager mode under torch.inference_mode, CPU, float32",
-            ),
+        runtimes = {
+            "torch-eager": _eager_runtime(model, "cpu"),
+            compiled.RUNTIME_NAME: compiled.compiled_runtime(model, "cpu"),
         }
+        no_gpu = None if torch.cuda.is_available() else "no CUDA device: torch.cuda.is_available() is False"
+        for name, build in (("torch-eager-cuda", _eager_runtime), (f"{compiled.RUNTIME_NAME}-cuda", compiled.compiled_runtime)):
+            if no_gpu is None:
+                runtimes[name] = build(model, "cuda")
+            else:
+                runtimes[name] = unavailable_runtime(f"{name} on the GPU", no_gpu)
+        return runtimes
+
+
+def _eager_runtime(model: nn.Module, device: str) -> NativeRuntime:
+    """The model in eager mode under torch.inference_mode on `device` (a copy for a GPU)."""
+    module = model if device == "cpu" else copy.deepcopy(model).to(device)
+
+    def run_eager(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            output = module(batch)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return output
+
+    return NativeRuntime(
+        prepare=lambda images: torch.from_numpy(np.ascontiguousarray(images)).to(device),
+        run=run_eager,
+        to_numpy=lambda output: output.cpu().numpy(),
+        description=f"PyTorch eager mode under torch.inference_mode, {device.upper()}, float32",
+    )

@@ -419,6 +419,7 @@ def test_measure_throughput_samples_per_s() -> None:
         "loops",
         "throughput_samples_per_s",
         "batch_ms_p50",
+        "first_call_ms",
         "cv",
         "robust_cv",
         "valid",

@@ -403,6 +403,7 @@ def throughput_summary(result: TimingResult, batch_size: int) -> dict[str, Any]:
         "loops": result.loops,
         "throughput_samples_per_s": throughput_samples_per_s,
         "batch_ms_p50": _to_ms(p50_s),
+        "first_call_ms": _to_ms(result.first_call_s),
         "cv": result.cv,
         "robust_cv": result.robust_cv,
         "valid": result.valid,
