@@ -123,6 +123,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-limit", type=int, help="use at most this many training images")
     parser.add_argument("--test-limit", type=int, help="use at most this many test images")
     parser.add_argument("--threads", type=int, help="threads per framework and ONNX Runtime (default: physical cores)")
+    parser.add_argument(
+        "--target-accuracy",
+        type=float,
+        help="test accuracy whose training time is reported as time to accuracy (overrides the profile)",
+    )
     parser.add_argument("--frameworks", type=_name_list, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument(
         "--strategies",
@@ -154,6 +159,7 @@ def command_all(args: argparse.Namespace) -> int:
         "train_limit": args.train_limit,
         "test_limit": args.test_limit,
         "threads": args.threads,
+        "target_accuracy": args.target_accuracy,
         "frameworks": args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
         "strategies": (args.strategy,) if getattr(args, "strategy", None) else args.strategies,
         "dataset": getattr(args, "dataset", None),

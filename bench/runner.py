@@ -331,6 +331,7 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "recipe": profile.recipe(cell.seed).to_dict(),
         "timing": profile.timing.__dict__,
         "robustness": {**asdict(profile.robustness), "samples": profile.robust_samples},
+        "target_accuracy": profile.target_accuracy,
         "threads": threads,
         "data_path": str(data_path),
         "artifacts_dir": str(run_dir.path / "artifacts" / cell.cell_id),

@@ -70,6 +70,9 @@ class CellState:
     training: dict = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
     quantize: QuantizeParams | None = None
+    # The `train` step evaluates on `evaluation` after each epoch until this accuracy is reached, and
+    # records the training seconds it took (time to accuracy). None turns the check off.
+    target_accuracy: float | None = None
 
 
 def run_steps(state: CellState, steps: tuple[StepSpec, ...]) -> None:
@@ -117,6 +120,7 @@ def _train(
     options: TrainOptions | None = None,
     images_for_epoch=None,
     teacher_logits: np.ndarray | None = None,
+    target_accuracy: float | None = None,
 ) -> dict:
     labels = state.train_labels
     data = TrainData(
@@ -127,11 +131,15 @@ def _train(
         teacher_logits=teacher_logits,
     )
     extra = {} if options is None else {"options": options}
-    result = state.backend.train(
-        state.model, state.spec, recipe, data, _epoch_logger(state, phase), masks_for_epoch, **extra
-    )
+    on_epoch = _epoch_logger(state, phase)
+    tracker = None
+    if target_accuracy is not None and state.evaluation is not None:
+        tracker = TimeToAccuracy(state, target_accuracy, on_epoch)
+        on_epoch = tracker.on_epoch
+    result = state.backend.train(state.model, state.spec, recipe, data, on_epoch, masks_for_epoch, **extra)
     seconds_per_epoch = float(np.mean(result.epoch_seconds))
     return {
+        **({} if tracker is None else {"time_to_accuracy": tracker.summary()}),
         "epochs": recipe.epochs,
         "learning_rate": recipe.learning_rate,
         "lr_schedule": recipe.lr_schedule,
@@ -141,6 +149,51 @@ def _train(
         "train_seconds_per_epoch": seconds_per_epoch,
         "train_samples_per_s": result.samples_per_epoch / seconds_per_epoch if seconds_per_epoch else None,
     }
+
+
+class TimeToAccuracy:
+    """Training seconds until the test accuracy first reaches a target, checked after every epoch.
+
+    The evaluation runs outside each epoch's timer and stops once the target is reached, so it costs
+    one inference pass over the test images per epoch until then and changes no training number.
+    """
+
+    def __init__(self, state: CellState, target: float, then) -> None:
+        self.state, self.target, self.then = state, target, then
+        self.seconds = 0.0
+        self.accuracies: list[float] = []
+        self.reached_epoch: int | None = None
+        self.reached_seconds: float | None = None
+
+    def on_epoch(self, report: EpochReport) -> None:
+        self.then(report)
+        self.seconds += report.seconds
+        if self.reached_epoch is not None:
+            return
+        images, labels = self.state.evaluation
+        logits = self.state.backend.predict(self.state.model, images)
+        accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+        self.accuracies.append(accuracy)
+        if accuracy >= self.target:
+            self.reached_epoch, self.reached_seconds = report.epoch + 1, self.seconds
+            log.info(
+                "%s: test accuracy %.4f reached the target %.4f after epoch %d, %.1f training seconds",
+                self.state.cell_id,
+                accuracy,
+                self.target,
+                self.reached_epoch,
+                self.seconds,
+            )
+
+    def summary(self) -> dict:
+        return {
+            "target_accuracy": self.target,
+            "reached": self.reached_epoch is not None,
+            "epochs": self.reached_epoch,
+            "train_seconds": self.reached_seconds,
+            "test_accuracy_by_epoch": self.accuracies,
+            "test_samples": len(self.state.evaluation[1]),
+        }
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -229,6 +282,7 @@ def _train_with_params(state: CellState, params: TrainParams) -> dict:
         options=None if params.is_plain else options,
         images_for_epoch=images_for_epoch,
         teacher_logits=teacher_logits,
+        target_accuracy=state.target_accuracy,
     )
     return details
 
@@ -274,6 +328,7 @@ def _teacher(state: CellState, distill: DistillParams) -> tuple[dict, np.ndarray
         training={},
         steps=[],
         cell_id=f"{state.cell_id}/teacher",
+        target_accuracy=None,
     )
     step_train(teacher, TrainParams())
     logits = state.backend.predict(teacher.model, state.train_images)

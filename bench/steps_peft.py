@@ -50,6 +50,7 @@ def step_pretrain(state, task: TransferTask) -> None:
         training={},
         steps=[],
         cell_id=f"{state.cell_id}/pretrain",
+        target_accuracy=None,
     )
     step_train(source, TrainParams())
     accuracy = float(np.mean(state.backend.predict(source.model, test_images).argmax(axis=1) == test_labels))
