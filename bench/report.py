@@ -14,7 +14,8 @@ import pandas as pd
 
 from bench.report_compression import compression_section, coverage_section, int8_section
 from bench.report_peft import peft_section
-from bench.report_training import training_section
+from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, not_measured_section, runtime_section
+from bench.report_training import time_to_accuracy_section, training_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
 
@@ -57,23 +58,34 @@ COLUMNS = [
     "latency_valid",
     "latency_invalid_reasons",
     "setup_ms",
+    "compile_ms",
+    "compile_ms_by_batch",
     "first_inference_ms",
+    "throughput_first_call_ms",
     "throughput_samples_per_s",
     "throughput_batch_size",
     "throughput_valid",
     "throughput_invalid_reasons",
+    "achieved_gflop_per_s",
+    "peak_gflop_per_s",
+    "fraction_of_peak",
+    "peak_source",
     "speedup_latency_vs_baseline",
     "speedup_throughput_vs_baseline",
     "theoretical_speedup_vs_baseline",
     "train_seconds_per_epoch",
     "train_samples_per_s",
     "epochs",
+    "target_accuracy",
+    "time_to_accuracy_s",
+    "time_to_accuracy_epochs",
     "max_abs_diff_logits",
     "label_agreement",
     "peak_rss_bytes",
     "threads",
     "status",
     "error",
+    "skip_reason",
     "cell_id",
     "run_id",
     "model_fingerprint",
@@ -110,8 +122,10 @@ def record_rows(record: dict) -> list[dict]:
             "train_seconds_per_epoch": training.get("train_seconds_per_epoch"),
             "train_samples_per_s": training.get("train_samples_per_s"),
             "epochs": training.get("epochs"),
+            **_time_to_accuracy(training),
         }
     )
+    peak = compute_peak_of(record)
     if record["status"] != STATUS_OK or not record.get("runtimes"):
         error = record.get("error") or {}
         return [{**base, "runtime": None, "error": error.get("message")}]
@@ -126,10 +140,18 @@ def record_rows(record: dict) -> list[dict]:
         agreement = runtime.get("agreement") or {}
         # An int8 runtime runs its own quantized model, with its own size and MAC count.
         own_model = {**(runtime.get("model_size") or {}), **(runtime.get("macs") or {})}
+        one_time = runtime.get("one_time") or {}
+        compile_ms = one_time.get("compile_ms") or {}
+        macs = own_model.get("macs_dense", base["macs_dense"])
         rows.append(
             {
                 **base,
                 **own_model,
+                **efficiency(macs, throughput.get("throughput_samples_per_s"), peak),
+                "skip_reason": runtime.get("reason"),
+                "compile_ms": sum(compile_ms.values()) if compile_ms else None,
+                "compile_ms_by_batch": "; ".join(f"batch {size}: {ms:.0f}" for size, ms in compile_ms.items()) or None,
+                "throughput_first_call_ms": throughput.get("first_call_ms"),
                 "accuracy_drop_vs_fp32": runtime.get("accuracy_drop_vs_fp32"),
                 "runtime": runtime["runtime"],
                 "status": runtime.get("status", record["status"]),
@@ -162,6 +184,15 @@ def record_rows(record: dict) -> list[dict]:
     return rows
 
 
+def _time_to_accuracy(training: dict) -> dict:
+    reached = training.get("time_to_accuracy") or {}
+    return {
+        "target_accuracy": reached.get("target_accuracy"),
+        "time_to_accuracy_s": reached.get("train_seconds"),
+        "time_to_accuracy_epochs": reached.get("epochs"),
+    }
+
+
 def _attack_label(robustness: dict) -> str | None:
     """Describe a record's robustness attack, e.g. "PGD eps 0.1, 10 steps of 0.025, 10000 images"."""
     attack = robustness.get("attack")
@@ -188,7 +219,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
     # torch before tf, and each framework's native runtimes before ONNX Runtime.
     order = {name: index for index, name in enumerate(FRAMEWORKS)}
     frame["_framework_order"] = frame["framework"].map(lambda name: order.get(name, len(order)))
-    frame["_runtime_order"] = (frame["runtime"] == "onnxruntime").astype(int)
+    frame["_runtime_order"] = frame["runtime"].fillna("").str.startswith("onnxruntime").astype(int)
     frame = frame.sort_values(
         ["dataset", "strategy", "seed", "_framework_order", "framework", "_runtime_order", "runtime"],
         na_position="last",
@@ -280,7 +311,10 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "",
     ]
     lines += _invalid_section(frame)
+    lines += runtime_section(frame, records)
+    lines += not_measured_section(frame)
     lines += training_section(frame, records)
+    lines += time_to_accuracy_section(records)
     lines += peft_section(frame, records)
     lines += compression_section(frame)
     lines += int8_section(frame)
@@ -323,7 +357,7 @@ def _main_table(frame: pd.DataFrame) -> str:
         "| ONNX KB | gzip KB | p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | status |"
     )
     lines = [header, "|" + "---|" * 17]
-    for row in frame.to_dict("records"):
+    for row in frame[frame["status"] != STATUS_SKIPPED].to_dict("records"):
         flag = " !" if row.get("latency_valid") is False else ""
         throughput_flag = " !" if row.get("throughput_valid") is False else ""
         lines.append(
@@ -428,7 +462,7 @@ def _final_loss(record: dict) -> float | None:
 
 
 def _failure_section(frame: pd.DataFrame, problems) -> list[str]:
-    failed = frame[frame["status"] != STATUS_OK]
+    failed = frame[(frame["status"] != STATUS_OK) & (frame["status"] != STATUS_SKIPPED)]
     if failed.empty and not problems:
         return []
     lines = ["## Cells without numbers", ""]

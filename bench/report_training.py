@@ -97,3 +97,41 @@ def _note(record: dict) -> str | None:
             f"{'-' if accuracy is None else f'{accuracy:.4f}'})"
         )
     return "; ".join(parts)
+
+
+def time_to_accuracy_section(records: list[dict]) -> list[str]:
+    """Training seconds to the profile's target test accuracy, for each cell that trained its own network.
+
+    Cells that loaded a network trained earlier in the run (the compression strategies start from the
+    baseline's) would repeat the baseline's numbers, so only the cell that trained is listed.
+    """
+    rows = []
+    for record in records:
+        if record["status"] != STATUS_OK:
+            continue
+        train = next((step for step in record.get("steps") or [] if step.get("step") == "train"), None)
+        reached = (record.get("training") or {}).get("time_to_accuracy")
+        if train is None or train.get("from_cache") or not reached:
+            continue
+        rows.append((record["cell"], record["training"], reached))
+    if not rows:
+        return []
+    targets = sorted({reached["target_accuracy"] for _, _, reached in rows})
+    lines = [
+        "## Time to accuracy",
+        "",
+        f"Training seconds until the test accuracy first reached {' / '.join(f'{t:g}' for t in targets)} (the",
+        "profile's `target_accuracy`), checked after every epoch on the test split. The seconds are the",
+        "optimizer epochs' own time, without the evaluations and without augmentation.",
+        "",
+        "| strategy | framework | seed | target | reached after epoch | training seconds | of epochs | accuracy by epoch |",
+        "|" + "---|" * 8,
+    ]
+    for cell, training, reached in sorted(rows, key=lambda item: (item[0]["strategy"], item[0]["framework"], item[0]["seed"])):
+        by_epoch = ", ".join(f"{accuracy:.3f}" for accuracy in reached.get("test_accuracy_by_epoch") or [])
+        lines.append(
+            f"| {cell['strategy']} | {cell['framework']} | {cell['seed']} | {reached['target_accuracy']:g} | "
+            f"{reached['epochs'] if reached['reached'] else 'not reached'} | "
+            f"{_fmt(reached['train_seconds'], '{:.1f}')} | {training.get('epochs', '-')} | {by_epoch} |"
+        )
+    return lines + [""]

@@ -40,11 +40,32 @@ def test_smoke_run_report_has_both_frameworks(smoke_run):
     _, results = smoke_run
     with (results / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    runtimes = {(row["framework"], row["runtime"]) for row in rows}
-    assert ("torch", "torch-eager") in runtimes
-    assert ("torch", "onnxruntime") in runtimes
-    assert ("tf", "tf-function") in runtimes
-    assert ("tf", "onnxruntime") in runtimes
+    runtimes = {(row["framework"], row["runtime"]): row for row in rows}
+    for framework, runtime in (
+        ("torch", "torch-eager"),
+        ("torch", "torch-compile"),
+        ("torch", "onnxruntime"),
+        ("tf", "tf-eager"),
+        ("tf", "tf-function"),
+        ("tf", "tf-xla"),
+        ("tf", "onnxruntime"),
+    ):
+        assert runtimes[framework, runtime]["status"] == "ok", runtimes[framework, runtime]
+    # Compiling runtimes report their compile time apart from latency, one value per batch size.
+    for framework, runtime in (("torch", "torch-compile"), ("tf", "tf-xla")):
+        row = runtimes[framework, runtime]
+        assert float(row["compile_ms"]) > 0
+        assert "batch 1:" in row["compile_ms_by_batch"]
+        assert row["accuracy"] == runtimes[framework, "onnxruntime"]["accuracy"]
+    # The CUDA runtimes always have a row: measured on a GPU machine, else skipped with a reason and
+    # no numbers (CI has no GPU).
+    assert {"torch-eager-cuda", "torch-compile-cuda", "tf-function-gpu", "onnxruntime-cuda"} <= {
+        runtime for _, runtime in runtimes
+    }
+    skipped = [row for row in rows if row["status"] == "skipped"]
+    for row in skipped:
+        assert row["skip_reason"] and row["accuracy"] == "" and row["latency_ms_p50"] == ""
+    rows = [row for row in rows if row["status"] != "skipped"]
     for row in rows:
         assert row["status"] == "ok"
         assert float(row["accuracy"]) > 0.5, row

@@ -53,7 +53,10 @@ def test_runner_records_working_cells(tmp_path):
     for record in records.values():
         assert record["status"] == "ok"
         runtimes = {row["runtime"]: row for row in record["runtimes"]}
-        assert set(runtimes) == {"numpy", "onnxruntime"}
+        assert set(runtimes) == {"numpy", "onnxruntime", "onnxruntime-cuda"}
+        # No CUDA provider in the CPU build: the GPU runtime is a skipped row with its reason.
+        assert runtimes["onnxruntime-cuda"]["status"] == "skipped"
+        assert "CUDAExecutionProvider" in runtimes["onnxruntime-cuda"]["reason"]
         assert runtimes["onnxruntime"]["agreement"]["label_agreement"] == 1.0
         assert runtimes["onnxruntime"]["agreement"]["max_abs_diff_logits"] < 1e-4
         assert record["model"]["size_gzip_bytes"] < record["model"]["size_onnx_bytes"]
@@ -118,13 +121,24 @@ def test_report_rows_and_columns(tmp_path):
     assert set(REQUIRED_COLUMNS) <= set(rows[0])
     torch_rows = [row for row in rows if row["framework"] == "torch"]
     tf_rows = [row for row in rows if row["framework"] == "tf"]
-    assert {row["runtime"] for row in torch_rows} == {"numpy", "onnxruntime"}
+    assert {row["runtime"] for row in torch_rows} == {"numpy", "onnxruntime", "onnxruntime-cuda"}
+    skipped = next(row for row in torch_rows if row["runtime"] == "onnxruntime-cuda")
+    assert skipped["status"] == "skipped"
+    assert skipped["accuracy"] == "" and skipped["latency_ms_p50"] == ""
+    assert "CUDAExecutionProvider" in skipped["skip_reason"]
     assert len(tf_rows) == 1
     assert tf_rows[0]["status"] == "missing"
     assert tf_rows[0]["accuracy"] == ""
     markdown = paths["markdown"].read_text()
     assert "| missing |" in markdown
     assert "not implemented" in markdown
+    # A skipped runtime is listed with its reason, never as a row of the Results table.
+    results_table = markdown.split("## Results")[1].split("##")[0]
+    assert "onnxruntime-cuda" not in results_table
+    not_measured = markdown.split("### Runtimes not measured on this machine")[1].split("##")[0]
+    assert "| onnxruntime-cuda | torch | 1 |" in not_measured
+    runtimes_table = markdown.split("## Runtime measurements")[1].split("##")[0]
+    assert "| torch | baseline | 0 | numpy |" in runtimes_table
 
 
 def test_report_lists_corrupt_record(tmp_path):
