@@ -258,12 +258,16 @@ def command_list(args: argparse.Namespace) -> int:
         print(f"  {entry['name']:<16} {entry['description']} [{where}]")
     print("runtimes:")
     print("  torch-eager      PyTorch eager mode (framework torch)")
+    print("  torch-compile    torch.compile: Inductor with freezing, one static-shape graph per batch size (torch)")
     print("  tf-eager         Keras model called eagerly (framework tf)")
     print("  tf-function      Keras model inside tf.function (framework tf)")
+    print("  tf-xla           Keras model inside tf.function(jit_compile=True), XLA (framework tf)")
     print("  onnxruntime      ONNX Runtime CPU on the cell's own ONNX export (both frameworks)")
     print("  onnxruntime-int8 ONNX Runtime on the export quantized by quantize_static, QDQ int8 (int8 strategies)")
     print("  torch-int8-pt2e  PT2E int8 with torchao's x86 Inductor quantizer, compiled (torch, int8 strategies)")
     print("  tflite-int8      full-integer TensorFlow Lite in the LiteRT interpreter (tf, int8 strategies)")
+    print("  GPU variants     torch-eager-cuda, torch-compile-cuda, tf-function-gpu, tf-xla-gpu, onnxruntime-cuda:")
+    print("                   measured where a GPU is present, else recorded as skipped with the reason")
     print("profiles:")
     for name, profile in PROFILES.items():
         marker = " (default)" if name == DEFAULT_PROFILE else ""

@@ -302,7 +302,8 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "from that runtime's own outputs. Robust accuracy is that runtime's accuracy on adversarial test",
         f"images: {_robustness_line(records)}.",
         "`train s/epoch` is the cell's first training phase: the baseline training, or the pretraining of a",
-        "`peft-*` cell (its fine-tuning epochs are in the record's steps).",
+        "`peft-*` cell (its fine-tuning epochs are in the record's steps). `peak RSS` is the most resident",
+        "memory the cell's process held, training and measurement included.",
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
         "value whose validity check failed (reasons below the table); `-` is a value that was not measured.",
@@ -354,9 +355,10 @@ def _throughput_batch(frame: pd.DataFrame) -> str:
 def _main_table(frame: pd.DataFrame) -> str:
     header = (
         "| framework | strategy | dataset | runtime | seed | accuracy | F1 macro | robust accuracy | params "
-        "| ONNX KB | gzip KB | p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | status |"
+        "| ONNX KB | gzip KB | p50 ms | p90 ms | p99 ms | throughput samples/s | train s/epoch | peak RSS MiB "
+        "| status |"
     )
-    lines = [header, "|" + "---|" * 17]
+    lines = [header, "|" + "---|" * 18]
     for row in frame[frame["status"] != STATUS_SKIPPED].to_dict("records"):
         flag = " !" if row.get("latency_valid") is False else ""
         throughput_flag = " !" if row.get("throughput_valid") is False else ""
@@ -380,6 +382,7 @@ def _main_table(frame: pd.DataFrame) -> str:
                     _number(row["latency_ms_p99"], "{:.3f}"),
                     _number(row["throughput_samples_per_s"], "{:,.0f}") + throughput_flag,
                     _number(row["train_seconds_per_epoch"], "{:.1f}"),
+                    _number(row["peak_rss_bytes"], "{:,.0f}", scale=1 / 2**20),
                     str(row["status"]),
                 ]
             )
