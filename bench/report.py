@@ -75,6 +75,8 @@ COLUMNS = [
     "theoretical_speedup_vs_baseline",
     "train_seconds_per_epoch",
     "train_samples_per_s",
+    "train_timing_valid",
+    "train_timing_invalid_reasons",
     "epochs",
     "target_accuracy",
     "time_to_accuracy_s",
@@ -121,6 +123,9 @@ def record_rows(record: dict) -> list[dict]:
             "model_fingerprint": model.get("fingerprint"),
             "train_seconds_per_epoch": training.get("train_seconds_per_epoch"),
             "train_samples_per_s": training.get("train_samples_per_s"),
+            "train_timing_valid": (training.get("epoch_timing") or {}).get("valid"),
+            "train_timing_invalid_reasons": "; ".join((training.get("epoch_timing") or {}).get("invalid_reasons") or [])
+            or None,
             "epochs": training.get("epochs"),
             **_time_to_accuracy(training),
         }
@@ -306,7 +311,8 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "memory the cell's process held, training and measurement included.",
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
-        "value whose validity check failed (reasons below the table); `-` is a value that was not measured.",
+        "value whose validity check failed (reasons below the table), and so does train s/epoch when its",
+        "epochs' times vary by more than the same limit; `-` is a value that was not measured.",
         "",
         _main_table(frame),
         "",
@@ -381,7 +387,7 @@ def _main_table(frame: pd.DataFrame) -> str:
                     _number(row["latency_ms_p90"], "{:.3f}"),
                     _number(row["latency_ms_p99"], "{:.3f}"),
                     _number(row["throughput_samples_per_s"], "{:,.0f}") + throughput_flag,
-                    _number(row["train_seconds_per_epoch"], "{:.1f}"),
+                    _number(row["train_seconds_per_epoch"], "{:.1f}") + (" !" if row.get("train_timing_valid") is False else ""),
                     _number(row["peak_rss_bytes"], "{:,.0f}", scale=1 / 2**20),
                     str(row["status"]),
                 ]
@@ -394,9 +400,12 @@ def _main_table(frame: pd.DataFrame) -> str:
 def _invalid_section(frame: pd.DataFrame) -> list[str]:
     latency = frame[frame["latency_valid"] == False]  # noqa: E712 - pandas elementwise comparison
     throughput = frame[frame["throughput_valid"] == False]  # noqa: E712
-    if latency.empty and throughput.empty:
+    training = frame[frame["train_timing_valid"] == False].drop_duplicates("cell_id")  # noqa: E712
+    if latency.empty and throughput.empty and training.empty:
         return []
     lines = ["### Timings that failed their validity check", ""]
+    for row in training.to_dict("records"):
+        lines.append(f"- {row['cell_id']}, train s/epoch: {row['train_timing_invalid_reasons']}")
     for row in latency.to_dict("records"):
         lines.append(f"- {row['cell_id']} / {row['runtime']}, latency: {row['latency_invalid_reasons']}")
     for row in throughput.to_dict("records"):

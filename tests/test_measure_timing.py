@@ -15,6 +15,7 @@ from bench.measure.timing import (
     CV_THRESHOLD,
     TimingResult,
     calibrate_loops,
+    epoch_timing_validity,
     latency_summary,
     measure_latency,
     measure_throughput,
@@ -468,3 +469,12 @@ def test_real_clock_times_numpy_call() -> None:
     assert result.loops >= 1
     assert result.p50_s > 0
     assert result.elapsed_s < 5.0 + 1.0
+
+
+def test_epoch_timing_validity_flags_a_busy_machine() -> None:
+    steady = epoch_timing_validity([4.0, 4.1, 3.9, 4.0, 4.05])
+    assert steady["valid"] is True and steady["invalid_reasons"] == []
+    busy = epoch_timing_validity([4.0, 9.0, 4.1, 12.0, 8.5])
+    assert busy["valid"] is False
+    assert "slowest 12.00 s" in busy["invalid_reasons"][0]
+    assert epoch_timing_validity([4.0, 9.0])["valid"] is None

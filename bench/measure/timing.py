@@ -452,3 +452,27 @@ def measure_throughput(
 
 def _to_ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1e3
+
+
+# Fewer epochs than this give no spread worth judging; the check is then left undecided (None).
+MIN_EPOCHS_FOR_SPREAD = 3
+
+
+def epoch_timing_validity(epoch_seconds: list[float], cv_threshold: float = CV_THRESHOLD) -> dict[str, Any]:
+    """Judge training epoch times like timing values: invalid when their robust spread is above the threshold.
+
+    Every epoch of a run does the same work, so epochs that differ by more than `cv_threshold` (robust
+    coefficient of variation, as for latency) mean the machine was busy with something else and
+    train s/epoch is not trustworthy. `valid` is None with fewer than MIN_EPOCHS_FOR_SPREAD epochs.
+    """
+    spread = robust_cv(epoch_seconds)
+    if len(epoch_seconds) < MIN_EPOCHS_FOR_SPREAD or spread is None:
+        return {"robust_cv": spread, "valid": None, "invalid_reasons": []}
+    reasons = []
+    if spread > cv_threshold:
+        reasons.append(
+            f"epoch times vary: robust coefficient of variation {spread:.2f} above {cv_threshold:.2f} "
+            f"(fastest {min(epoch_seconds):.2f} s, slowest {max(epoch_seconds):.2f} s). "
+            "Another process competed for the CPU; rerun on an idle machine."
+        )
+    return {"robust_cv": spread, "valid": not reasons, "invalid_reasons": reasons}
