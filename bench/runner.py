@@ -26,7 +26,9 @@ import numpy as np
 
 from bench.cell import CellSpec
 from bench.data import DATA_DIR_ENV, load_dataset, normalization, subset
+from bench.manifest import cell_manifest, run_manifest
 from bench.measure import environment, physical_cores
+from bench.measure.peak import compute_peak
 from bench.spec import Profile, get_model, get_strategy
 from bench.store import (
     SCHEMA_VERSION,
@@ -280,6 +282,13 @@ def run_profile(
     done = _finished_cells(run_dir) if resume else set()
     data_path, provenance = prepare_data(profile, run_dir, data_dir)
     previous = run_dir.read_run_info() if resume else {}
+    child_env = child_environment(threads)
+    if data_dir is not None:
+        # Cells that read a second dataset (a transfer task's target) look in the same directory.
+        child_env[DATA_DIR_ENV] = str(data_dir)
+    # The compute peak is measured once per run, before any cell loads the machine. Its SGEMM ceiling
+    # runs in a child process, so this process's BLAS thread pool is not touched.
+    run_parts = run_manifest(profile, threads, env_info, provenance, compute_peak(threads), child_env)
     run_dir.write_run_info(
         {
             "schema_version": SCHEMA_VERSION,
@@ -292,12 +301,9 @@ def run_profile(
             "threads": threads,
             "dataset": provenance,
             "environment": env_info,
+            "manifest": run_parts,
         }
     )
-    child_env = child_environment(threads)
-    if data_dir is not None:
-        # Cells that read a second dataset (a transfer task's target) look in the same directory.
-        child_env[DATA_DIR_ENV] = str(data_dir)
 
     try:
         for number, cell in enumerate(cells, start=1):
@@ -306,7 +312,9 @@ def run_profile(
                 summary.skipped.append(cell.cell_id)
                 continue
             log.info("[%d/%d] %s: running", number, len(cells), cell.cell_id)
-            record = _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths)
+            record = _run_one(
+                profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths, run_parts
+            )
             summary.statuses[cell.cell_id] = record["status"]
             _log_cell_end(number, len(cells), record)
     except KeyboardInterrupt:
@@ -323,7 +331,9 @@ def run_profile(
     return summary
 
 
-def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths) -> dict:
+def _run_one(
+    profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths, run_parts=None
+) -> dict:
     started_at = utc_now()
     start = time.perf_counter()
     kwargs = {
@@ -374,6 +384,9 @@ def _run_one(profile, cell, run_dir, data_path, provenance, env_info, threads, c
         "dataset": provenance,
         "environment": {**env_info, "framework_versions": value.get("versions", {})},
         "fairness": {"threads": threads, **value.get("fairness", {})},
+        "manifest": cell_manifest(
+            run_parts or {}, cell.framework, outcome.status, value.get("fairness"), value.get("versions")
+        ),
         "model": model,
         "training": value.get("training"),
         "steps": value.get("steps", []),

@@ -1,4 +1,4 @@
-"""Measurement on plain Python callables and numpy arrays: timing, metrics, size, memory, environment.
+"""Measurement on plain Python callables and numpy arrays: timing, metrics, size, memory, environment, peak.
 
 This package imports neither torch nor tensorflow. Callers bind a model's input into a no-argument
 function and pass it to the timing functions.
@@ -12,6 +12,7 @@ from bench.measure.metrics import (
     max_abs_diff,
     predicted_labels,
 )
+from bench.measure.peak import achieved_flops, compute_peak, formula_peak, fraction_of_peak
 from bench.measure.size import dense_fp32_bytes, model_size
 from bench.measure.stats import (
     P90_MIN_VALUES,
@@ -39,10 +40,14 @@ __all__ = [
     "P99_MIN_VALUES",
     "RUN_TO_RUN_THRESHOLD",
     "TimingResult",
+    "achieved_flops",
     "calibrate_loops",
     "classification_metrics",
+    "compute_peak",
     "dense_fp32_bytes",
     "environment",
+    "formula_peak",
+    "fraction_of_peak",
     "hardware_fingerprint",
     "label_agreement",
     "latency_summary",
