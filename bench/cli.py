@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(handler=command_report)
 
+    compare = commands.add_parser(
+        "compare",
+        help="what changed between two runs: accuracy with a significance test, size, latency and throughput",
+    )
+    compare.add_argument("run_a", help="the earlier run: a run directory, or a run id under RESULTS_DIR/runs")
+    compare.add_argument("run_b", help="the later run, given the same way")
+    compare.add_argument(
+        "--results-dir", type=Path, default=None, help="where run ids are looked up (default: results)"
+    )
+    compare.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit with status 1 when a change is significant and worse: lower accuracy, larger size, "
+        "higher latency or lower throughput",
+    )
+    compare.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
+    compare.set_defaults(handler=command_compare)
+
     data = commands.add_parser("data", help="locate and verify datasets, or download one")
     data.add_argument("--dataset", help="one dataset (default: all)")
     data.add_argument(
@@ -86,7 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--download", action="store_true", help="download the dataset with checksum verification")
     data.set_defaults(handler=command_data)
 
-    env = commands.add_parser("env", help="print the environment and fairness manifest as JSON")
+    env = commands.add_parser(
+        "env",
+        help="print the environment and fairness manifest as JSON",
+        description="Print the fairness manifest a run records, as JSON: machine, CPU flags, packages, git "
+        "commit, compute peak (formula and measured SGEMM ceiling), the profile's timing and batch settings, "
+        "the dataset's checksums, and each framework's thread, TF32, oneDNN and compiler settings, collected "
+        "in one child process per installed framework.",
+    )
+    env.add_argument(
+        "--profile",
+        default=None,
+        help=f"profile whose timing, batch sizes, dataset and frameworks are shown (default {DEFAULT_PROFILE})",
+    )
+    env.add_argument("--threads", type=int, help="threads per framework and ONNX Runtime (default: physical cores)")
+    env.add_argument("--data-dir", type=Path, help="look for the profile's dataset here first")
+    env.add_argument(
+        "--no-frameworks",
+        action="store_true",
+        help="skip the framework child processes, so torch and tensorflow are not imported and their settings are left out",
+    )
     env.set_defaults(handler=command_env)
 
     parity = commands.add_parser("parity", help="check that both backends compute and train the same network")
@@ -242,6 +279,26 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_runs, format_comparison, load_run, resolve_run_dir
+
+    runs_root = (args.results_dir or DEFAULT_RESULTS_DIR) / "runs"
+    run_a = load_run(resolve_run_dir(args.run_a, runs_root))
+    run_b = load_run(resolve_run_dir(args.run_b, runs_root))
+    comparison = compare_runs(run_a, run_b)
+    print(json.dumps(comparison.to_dict(), indent=2, allow_nan=False) if args.json else format_comparison(comparison))
+
+    regressions = comparison.regressions()
+    if args.fail_on_regression and regressions:
+        log.error(
+            "%d regression(s): %s",
+            len(regressions),
+            "; ".join(f"{key.label()} {metric}" for key, metric in regressions),
+        )
+        return 1
+    return 0
+
+
 def command_list(args: argparse.Namespace) -> int:
     from bench.data import list_datasets
 
@@ -299,10 +356,37 @@ def command_data(args: argparse.Namespace) -> int:
 
 
 def command_env(args: argparse.Namespace) -> int:
+    """Print the fairness manifest of a run of the profile on this machine. Return 1 if a framework's settings failed."""
+    from bench.data import DATA_DIR_ENV, verify_dataset
+    from bench.manifest import collect_framework_entries, fairness_manifest, framework_entry, run_manifest
     from bench.measure import environment
+    from bench.measure.peak import compute_peak
+    from bench.runner import child_environment, resolve_threads
 
-    print(json.dumps(environment(), indent=2, default=str))
-    return 0
+    profile = get_profile(args.profile or DEFAULT_PROFILE).with_overrides(threads=args.threads)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
+    threads = resolve_threads(profile)
+    cell_env = child_environment(threads)
+    if args.data_dir is not None:
+        cell_env[DATA_DIR_ENV] = str(args.data_dir)
+
+    # A missing or corrupt dataset is reported in the manifest, not as a failure of the command.
+    try:
+        dataset = verify_dataset(profile.dataset, args.data_dir)
+    except (FileNotFoundError, ValueError) as error:
+        log.warning("dataset %s: %s", profile.dataset, str(error).splitlines()[0])
+        dataset = {"name": profile.dataset, "error": str(error)}
+
+    run_parts = run_manifest(profile, threads, environment(), dataset, compute_peak(threads), cell_env)
+    if args.no_frameworks:
+        reason = "not collected (--no-frameworks)"
+        frameworks = {name: framework_entry("skipped", None, None, reason) for name in profile.frameworks}
+    else:
+        frameworks = collect_framework_entries(profile.frameworks, threads, cell_env)
+    print(json.dumps(fairness_manifest(run_parts, frameworks), indent=2, default=str))
+    failed = [name for name, entry in frameworks.items() if entry["status"] not in ("ok", "skipped")]
+    return 1 if failed else 0
 
 
 def command_parity(args: argparse.Namespace) -> int:

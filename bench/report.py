@@ -15,6 +15,7 @@ import pandas as pd
 from bench.report_compression import compression_section, coverage_section, int8_section
 from bench.report_peft import peft_section
 from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, not_measured_section, runtime_section
+from bench.report_seeds import seeds_section
 from bench.report_training import time_to_accuracy_section, training_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
@@ -152,7 +153,7 @@ def record_rows(record: dict) -> list[dict]:
             {
                 **base,
                 **own_model,
-                **efficiency(macs, throughput.get("throughput_samples_per_s"), peak),
+                **efficiency(macs, throughput.get("throughput_samples_per_s"), peak if _fp32_cpu(runtime) else None),
                 "skip_reason": runtime.get("reason"),
                 "compile_ms": sum(compile_ms.values()) if compile_ms else None,
                 "compile_ms_by_batch": "; ".join(f"batch {size}: {ms:.0f}" for size, ms in compile_ms.items()) or None,
@@ -187,6 +188,12 @@ def record_rows(record: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _fp32_cpu(runtime: dict) -> bool:
+    """Whether a runtime row computes in float32 on the CPU, the only rows the CPU FP32 peak applies to."""
+    name = str(runtime.get("runtime", ""))
+    return not runtime.get("int8") and not name.endswith(("-cuda", "-gpu"))
 
 
 def _time_to_accuracy(training: dict) -> dict:
@@ -326,6 +333,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
     lines += compression_section(frame)
     lines += int8_section(frame)
     lines += _framework_section(records)
+    lines += seeds_section(records)
     lines += coverage_section(records)
     lines += _failure_section(frame, problems)
     lines += _environment_section(env, records)

@@ -141,3 +141,11 @@ def test_time_to_accuracy_not_reached_and_its_table():
     table = "\n".join(time_to_accuracy_section([record, cached]))
     assert "| baseline | torch | 0 | 0.89 | not reached | - | 2 | 0.100, 0.200 |" in table
     assert table.count("| baseline |") == 1  # the cell that loaded a cached network is left out
+
+
+def test_int8_and_gpu_rows_get_no_fraction_of_the_cpu_fp32_peak():
+    int8 = {**MEASURED, "runtime": "onnxruntime-int8", "int8": True}
+    gpu = {**MEASURED, "runtime": "torch-eager-cuda"}
+    for row in record_rows(_record([int8, gpu])):
+        assert row["fraction_of_peak"] is None
+        assert row["achieved_gflop_per_s"] == pytest.approx(80.0)
