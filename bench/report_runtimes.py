@@ -17,7 +17,7 @@ STATUS_SKIPPED = "skipped"
 def compute_peak_of(record: dict) -> dict | None:
     """Return the peak FP32 FLOP/s a record's efficiency is measured against, with where it came from.
 
-    The record's manifest holds the compute peak of the run (bench.measure.peak.compute_peak): a
+    The record's manifest contains the compute peak of the run (bench.measure.peak.compute_peak): a
     formula value and a measured SGEMM ceiling, and `reference` names the one fractions use.
     """
     peak = (record.get("manifest") or {}).get("compute_peak") or {}
@@ -29,7 +29,7 @@ def compute_peak_of(record: dict) -> dict | None:
 
 
 def efficiency(macs_per_sample, samples_per_s, peak: dict | None) -> dict:
-    """Achieved GFLOP/s (2 x MACs x samples/s) and its fraction of the peak, for one throughput row."""
+    """Compute the achieved GFLOP/s (2 x MACs x samples/s) of one throughput row and its fraction of the peak."""
     if macs_per_sample is None or pd.isna(macs_per_sample) or not samples_per_s:
         return {"achieved_gflop_per_s": None, "peak_gflop_per_s": None, "fraction_of_peak": None, "peak_source": None}
     achieved = 2.0 * float(macs_per_sample) * float(samples_per_s)
@@ -42,7 +42,7 @@ def efficiency(macs_per_sample, samples_per_s, peak: dict | None) -> dict:
 
 
 def runtime_section(frame: pd.DataFrame, records: list[dict]) -> list[str]:
-    """Every measured runtime row: latency percentiles, validity, throughput, efficiency, one-time costs."""
+    """List every measured runtime row: latency percentiles, validity, throughput, efficiency, one-time costs."""
     rows = frame[frame["status"] == STATUS_OK]
     if rows.empty:
         return []
@@ -98,7 +98,7 @@ def runtime_section(frame: pd.DataFrame, records: list[dict]) -> list[str]:
 
 
 def not_measured_section(frame: pd.DataFrame) -> list[str]:
-    """Runtimes that do not apply on this machine, each with its reason and the cells it concerns."""
+    """List the runtimes that do not apply on this machine, each with its reason and the cells it concerns."""
     skipped = frame[frame["status"] == STATUS_SKIPPED]
     if skipped.empty:
         return []

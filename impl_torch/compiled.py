@@ -24,7 +24,7 @@ from bench.backend import NativeRuntime
 log = logging.getLogger(__name__)
 
 RUNTIME_NAME = "torch-compile"
-# What the compiled runtime is, for the record's fairness settings and the report.
+# Settings of the compiled runtime, for the record's fairness settings and the report.
 COMPILE_SETTINGS = {"backend": "inductor", "mode": "default", "freezing": True, "dynamic": False, "fullgraph": True}
 
 
@@ -47,7 +47,7 @@ class _Prepared:
 
 @dataclass
 class _CompiledRunner:
-    """Compiles a copy of the module per batch size and runs it under torch.inference_mode."""
+    """Compiler of one module copy per batch size, run under torch.inference_mode."""
 
     module: nn.Module
     device: str
@@ -88,7 +88,7 @@ class _CompiledRunner:
 
 
 def compiled_runtime(model: nn.Module, device: str = "cpu") -> NativeRuntime:
-    """The model under torch.compile (Inductor, freezing, static shapes), on `device`."""
+    """Wrap the model in torch.compile (Inductor, freezing, static shapes) on `device`."""
     reason = missing_compiler() if device == "cpu" else None
     module = copy.deepcopy(model).eval().to(device)
     compile_seconds: dict[int, float] = {}
