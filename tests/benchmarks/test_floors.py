@@ -1,0 +1,220 @@
+"""Accuracy floors and size ceilings of every strategy, asserted on the stored records of the published run.
+
+The published run is the newest directory under results/runs/ that has records and was made with a
+profile in FLOOR_PROFILES (a local `--profile smoke` run is passed over, because its dataset differs).
+Its records are read as stored; nothing is trained here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from bench.store import STATUS_OK, RunDir
+
+RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
+FLOOR_PROFILES = ("quick", "full")
+
+
+class Floor(NamedTuple):
+    accuracy_min: float  # for every native runtime of the cell (fp32 and int8)
+    size_gzip_bytes_max: int  # the fp32 ONNX export, gzip level 9
+    int8_size_gzip_bytes_max: int | None = None  # the onnxruntime-int8 model, where the strategy has one
+
+
+# Chosen from run 20261205T001734Z (profile quick, Fashion-MNIST, seed 0, 2-core AMD EPYC):
+# - accuracy floor: the cell's lowest native-runtime accuracy minus 1 point, rounded down to 0.001.
+#   The peft-* strategies get 2 points, because they fine-tune on 1,000 images and vary more with the
+#   seed. A drop larger than that is a regression, not seed noise.
+# - size ceilings: the published gzip size plus 5%, rounded up to 100 bytes. The gzip size of the same
+#   architecture moves by well under 1% with the trained values, so 5% catches a lost pruning or
+#   quantization step, not retraining.
+FLOORS: dict[tuple[str, str], Floor] = {
+    ("baseline", "torch"): Floor(0.897, 242_900),  # published 0.9074, 231_271 B
+    ("baseline", "tf"): Floor(0.895, 241_300),  # published 0.9055, 229_757 B
+    ("augment", "torch"): Floor(0.875, 243_100),  # published 0.8857, 231_519 B
+    ("augment", "tf"): Floor(0.878, 241_500),  # published 0.8881, 229_950 B
+    ("regularize", "torch"): Floor(0.893, 243_400),  # published 0.9034, 231_747 B
+    ("regularize", "tf"): Floor(0.894, 241_800),  # published 0.9042, 230_222 B
+    ("adversarial", "torch"): Floor(0.844, 242_600),  # published 0.8540, 230_997 B
+    ("adversarial", "tf"): Floor(0.845, 240_800),  # published 0.8556, 229_263 B
+    ("distill", "torch"): Floor(0.897, 243_300),  # published 0.9079, 231_629 B
+    ("distill", "tf"): Floor(0.898, 241_700),  # published 0.9084, 230_101 B
+    ("prune-unstructured", "torch"): Floor(0.887, 48_200),  # published 0.8970, 45_884 B
+    ("prune-unstructured", "tf"): Floor(0.888, 44_400),  # published 0.8982, 42_255 B
+    ("prune-structured", "torch"): Floor(0.886, 64_700),  # published 0.8964, 61_547 B
+    ("prune-structured", "tf"): Floor(0.886, 63_000),  # published 0.8968, 59_950 B
+    ("lowrank", "torch"): Floor(0.892, 222_700),  # published 0.9023, 212_095 B
+    ("lowrank", "tf"): Floor(0.897, 220_600),  # published 0.9071, 210_084 B
+    ("quantize", "torch"): Floor(0.897, 242_900, 67_900),  # published 0.9074, 231_271 B, int8 64_596 B
+    ("quantize", "tf"): Floor(0.895, 241_300, 67_000),  # published 0.9055, 229_742 B, int8 63_740 B
+    ("compress", "torch"): Floor(0.887, 48_200, 18_700),  # published 0.8977, 45_868 B, int8 17_753 B
+    ("compress", "tf"): Floor(0.888, 46_800, 17_900),  # published 0.8988, 44_478 B, int8 17_039 B
+    ("peft-full", "torch"): Floor(0.912, 240_700),  # published 0.9322, 229_143 B
+    ("peft-full", "tf"): Floor(0.915, 238_900),  # published 0.9356, 227_458 B
+    ("peft-linear-probe", "torch"): Floor(0.817, 240_500),  # published 0.8376, 229_032 B
+    ("peft-linear-probe", "tf"): Floor(0.814, 238_900),  # published 0.8346, 227_460 B
+    ("peft-bitfit", "torch"): Floor(0.830, 240_500),  # published 0.8502, 229_024 B
+    ("peft-bitfit", "tf"): Floor(0.822, 238_900),  # published 0.8428, 227_445 B
+    ("peft-adapters", "torch"): Floor(0.865, 270_300),  # published 0.8850, 257_387 B
+    ("peft-adapters", "tf"): Floor(0.866, 268_500),  # published 0.8862, 255_702 B
+    ("peft-lora", "torch"): Floor(0.896, 240_700),  # published 0.9168, 229_198 B
+    ("peft-lora", "tf"): Floor(0.891, 239_100),  # published 0.9112, 227_651 B
+}
+
+INT8_ONNX_RUNTIME = "onnxruntime-int8"
+
+
+def published_run(runs_dir: Path) -> RunDir:
+    """Return the newest run under `runs_dir` that has records and a profile in FLOOR_PROFILES."""
+    candidates = sorted((path for path in runs_dir.glob("*") if (path / "records").is_dir()), reverse=True)
+    for path in candidates:
+        profile = RunDir(path).read_run_info().get("profile", {}).get("name")
+        if profile in FLOOR_PROFILES:
+            return RunDir(path)
+    raise FileNotFoundError(
+        f"no run with records and a profile in {FLOOR_PROFILES} under {runs_dir} "
+        f"(found: {[path.name for path in candidates]}); run `python -m bench all` first"
+    )
+
+
+@pytest.fixture(scope="module")
+def published_records() -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The published run's records by (strategy, framework); several seeds give several records."""
+    run = published_run(RUNS_DIR)
+    records, problems = run.read_records()
+    assert not problems, f"unreadable records in {run.path}: {problems}"
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        cell = record.get("cell", {})
+        by_cell.setdefault((cell.get("strategy"), cell.get("framework")), []).append(record)
+    return by_cell
+
+
+def cell_records(published_records, strategy: str, framework: str) -> list[dict[str, Any]]:
+    records = published_records.get((strategy, framework))
+    assert records, f"the published run has no {framework} {strategy} cell; remove its row from FLOORS"
+    for record in records:
+        assert record["status"] == STATUS_OK, (
+            f"{record['cell_id']}: status {record['status']}, so its accuracy and size cannot be checked: "
+            f"{json.dumps(record.get('error'))[:500]}"
+        )
+    return records
+
+
+def accuracy_violations(record: dict[str, Any], floor: Floor) -> list[str]:
+    """List every native runtime of a record whose accuracy is below the floor, or that has none."""
+    strategy, framework = record["cell"]["strategy"], record["cell"]["framework"]
+    native = [runtime for runtime in record["runtimes"] if runtime["kind"] == "native"]
+    if not native:
+        return [f"{strategy} {framework} (cell {record['cell_id']}): no native runtime in the record"]
+
+    violations = []
+    for runtime in native:
+        if runtime.get("status") != STATUS_OK:
+            violations.append(
+                f"{strategy} {framework} {runtime['runtime']} (cell {record['cell_id']}): "
+                f"status {runtime.get('status')}, no accuracy"
+            )
+            continue
+        accuracy = runtime["quality"]["accuracy"]
+        if accuracy < floor.accuracy_min:
+            violations.append(
+                f"{strategy} {framework} {runtime['runtime']} (cell {record['cell_id']}): accuracy "
+                f"{accuracy:.4f} is below the floor {floor.accuracy_min:.3f}"
+            )
+    return violations
+
+
+def size_violations(record: dict[str, Any], floor: Floor) -> list[str]:
+    """List the gzip sizes of a record (fp32 export, int8 model) that are above their ceilings."""
+    strategy, framework = record["cell"]["strategy"], record["cell"]["framework"]
+    violations = []
+    size = record["model"]["size_gzip_bytes"]
+    if size > floor.size_gzip_bytes_max:
+        violations.append(
+            f"{strategy} {framework} (cell {record['cell_id']}): gzip ONNX size {size:,} bytes is above "
+            f"the ceiling {floor.size_gzip_bytes_max:,}"
+        )
+    if floor.int8_size_gzip_bytes_max is None:
+        return violations
+
+    int8 = [runtime for runtime in record["runtimes"] if runtime["runtime"] == INT8_ONNX_RUNTIME]
+    if not int8:
+        violations.append(f"{strategy} {framework} (cell {record['cell_id']}): no {INT8_ONNX_RUNTIME} runtime, no int8 size")
+        return violations
+    int8_size = int8[0]["model_size"]["size_gzip_bytes"]
+    if int8_size > floor.int8_size_gzip_bytes_max:
+        violations.append(
+            f"{strategy} {framework} {INT8_ONNX_RUNTIME} (cell {record['cell_id']}): gzip int8 ONNX size "
+            f"{int8_size:,} bytes is above the ceiling {floor.int8_size_gzip_bytes_max:,}"
+        )
+    return violations
+
+
+CASES = sorted(FLOORS)
+
+
+def case_id(case: tuple[str, str]) -> str:
+    return f"{case[1]}-{case[0]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_accuracy_floor(case, published_records):
+    for record in cell_records(published_records, *case):
+        violations = accuracy_violations(record, FLOORS[case])
+        assert not violations, "\n".join(violations)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_size_ceiling(case, published_records):
+    for record in cell_records(published_records, *case):
+        violations = size_violations(record, FLOORS[case])
+        assert not violations, "\n".join(violations)
+
+
+def test_every_published_cell_has_a_floor(published_records):
+    missing = sorted(f"{framework} {strategy}" for strategy, framework in published_records if (strategy, framework) not in FLOORS)
+    assert not missing, f"published cells without a row in FLOORS: {missing}"
+
+
+def test_published_run_skips_smoke_runs(tmp_path):
+    for run_id, profile in (("20260101T000000Z", "quick"), ("20260102T000000Z", "smoke")):
+        RunDir(tmp_path / run_id).write_run_info({"profile": {"name": profile}})
+        (tmp_path / run_id / "records").mkdir()
+
+    assert published_run(tmp_path).run_id == "20260101T000000Z"
+
+
+def test_published_run_missing_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m bench all"):
+        published_run(tmp_path)
+
+
+def test_accuracy_floor_rejects_lower_accuracy(published_records):
+    record = copy.deepcopy(published_records[("quantize", "torch")][0])
+    record["runtimes"][0]["quality"]["accuracy"] = 0.5
+
+    violations = accuracy_violations(record, FLOORS[("quantize", "torch")])
+
+    assert len(violations) == 1
+    assert "quantize torch torch-eager" in violations[0]
+    assert "accuracy 0.5000 is below the floor 0.897" in violations[0]
+
+
+def test_size_ceiling_rejects_larger_exports(published_records):
+    record = copy.deepcopy(published_records[("quantize", "tf")][0])
+    record["model"]["size_gzip_bytes"] = 300_000
+    int8 = next(runtime for runtime in record["runtimes"] if runtime["runtime"] == INT8_ONNX_RUNTIME)
+    int8["model_size"]["size_gzip_bytes"] = 70_000
+
+    violations = size_violations(record, FLOORS[("quantize", "tf")])
+
+    assert len(violations) == 2
+    assert "quantize tf (cell" in violations[0]
+    assert "300,000 bytes is above the ceiling 241,300" in violations[0]
+    assert "70,000 bytes is above the ceiling 67,000" in violations[1]
