@@ -118,3 +118,19 @@ def latest_run_dir(runs_root: Path) -> RunDir:
             f"no run directory with records under {runs_root}; run `python -m bench all` first"
         )
     return RunDir(candidates[-1])
+
+
+# Profiles whose runs are published in results/: a local smoke run must not replace them.
+PUBLISHED_PROFILES = ("quick", "full")
+
+
+def published_run_dir(runs_root: Path, profiles: tuple[str, ...] = PUBLISHED_PROFILES) -> RunDir:
+    """Return the newest run under `runs_root` that has records and was made with one of `profiles`."""
+    candidates = sorted((path for path in Path(runs_root).glob("*") if (path / RECORDS_DIR).is_dir()), reverse=True)
+    for path in candidates:
+        if RunDir(path).read_run_info().get("profile", {}).get("name") in profiles:
+            return RunDir(path)
+    raise FileNotFoundError(
+        f"no run with records and a profile in {profiles} under {runs_root} "
+        f"(found: {[path.name for path in candidates]}); run `python -m bench all` first"
+    )

@@ -24,9 +24,10 @@ from bench.compare import (
     welch_t_test,
 )
 from bench.measure.stats import RUN_TO_RUN_THRESHOLD
-from bench.store import RunDir
+from bench.store import RunDir, published_run_dir
 
-COMMITTED_RUN = Path(__file__).resolve().parent.parent / "results" / "runs" / "20261205T001734Z"
+# The published run committed under results/runs (the newest quick or full run).
+COMMITTED_RUN = published_run_dir(Path(__file__).resolve().parent.parent / "results" / "runs").path
 
 
 # --- statistics -------------------------------------------------------------------------------------
@@ -521,7 +522,6 @@ def test_json_output(runs, capsys):
     assert data["only_in_b"][0]["key"]["strategy"] == "lowrank"
 
 
-@pytest.mark.skipif(not COMMITTED_RUN.is_dir(), reason="the committed quick run is not in this checkout")
 def test_committed_run_against_itself(capsys):
     status, output = run_compare(capsys, COMMITTED_RUN, COMMITTED_RUN, "--fail-on-regression")
     assert status == 0

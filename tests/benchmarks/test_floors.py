@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from bench.store import STATUS_OK, RunDir
+from bench.store import PUBLISHED_PROFILES as FLOOR_PROFILES
+from bench.store import STATUS_OK, RunDir, published_run_dir
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "results" / "runs"
-FLOOR_PROFILES = ("quick", "full")
 
 
 class Floor(NamedTuple):
@@ -69,23 +69,10 @@ FLOORS: dict[tuple[str, str], Floor] = {
 INT8_ONNX_RUNTIME = "onnxruntime-int8"
 
 
-def published_run(runs_dir: Path) -> RunDir:
-    """Return the newest run under `runs_dir` that has records and a profile in FLOOR_PROFILES."""
-    candidates = sorted((path for path in runs_dir.glob("*") if (path / "records").is_dir()), reverse=True)
-    for path in candidates:
-        profile = RunDir(path).read_run_info().get("profile", {}).get("name")
-        if profile in FLOOR_PROFILES:
-            return RunDir(path)
-    raise FileNotFoundError(
-        f"no run with records and a profile in {FLOOR_PROFILES} under {runs_dir} "
-        f"(found: {[path.name for path in candidates]}); run `python -m bench all` first"
-    )
-
-
 @pytest.fixture(scope="module")
 def published_records() -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The published run's records by (strategy, framework); several seeds give several records."""
-    run = published_run(RUNS_DIR)
+    run = published_run_dir(RUNS_DIR, FLOOR_PROFILES)
     records, problems = run.read_records()
     assert not problems, f"unreadable records in {run.path}: {problems}"
     by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -187,12 +174,12 @@ def test_published_run_skips_smoke_runs(tmp_path):
         RunDir(tmp_path / run_id).write_run_info({"profile": {"name": profile}})
         (tmp_path / run_id / "records").mkdir()
 
-    assert published_run(tmp_path).run_id == "20260101T000000Z"
+    assert published_run_dir(tmp_path).run_id == "20260101T000000Z"
 
 
 def test_published_run_missing_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m bench all"):
-        published_run(tmp_path)
+        published_run_dir(tmp_path)
 
 
 def test_accuracy_floor_rejects_lower_accuracy(published_records):
