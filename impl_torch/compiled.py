@@ -40,7 +40,9 @@ def missing_compiler() -> str | None:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A batch tensor and the callable compiled for its batch size."""
+
     batch: torch.Tensor
     forward: Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,15 +56,15 @@ class _CompiledRunner:
     compile_seconds: dict[int, float]
     compiled: dict[tuple[int, bool], Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
 
-    def prepare(self, images: np.ndarray) -> _Prepared:
+    def prepare(self, images: np.ndarray) -> Prepared:
         batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
         # Dynamo guards on whether the input is an inference tensor, so that is part of the cache key.
         key = (batch.shape[0], batch.is_inference())
         if key not in self.compiled:
             self.compiled[key] = self._compile_for(batch)
-        return _Prepared(batch=batch, forward=self.compiled[key])
+        return Prepared(batch=batch, forward=self.compiled[key])
 
-    def run(self, prepared: _Prepared) -> torch.Tensor:
+    def run(self, prepared: Prepared) -> torch.Tensor:
         with torch.inference_mode():
             output = prepared.forward(prepared.batch)
         if self.device != "cpu":
@@ -80,7 +82,7 @@ class _CompiledRunner:
         # traces and compiles.
         with inductor_config.patch(freezing=True), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-            self.run(_Prepared(batch=batch, forward=compiled))
+            self.run(Prepared(batch=batch, forward=compiled))
         seconds = time.perf_counter() - started
         self.compile_seconds[int(batch.shape[0])] = seconds
         log.debug("%s: compiled for batch size %d in %.1f s", RUNTIME_NAME, batch.shape[0], seconds)

@@ -33,6 +33,7 @@ from torch import fx, nn
 
 from bench.backend import NativeInt8, check_calibration_images, native_int8
 from bench.spec import ModelSpec
+from impl_torch.compiled import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +218,6 @@ def _inductor_lowering_counts() -> dict[str, int]:
 
 
 @dataclass
-class _Prepared:
-    """A batch tensor and the callable compiled for its batch size."""
-
-    batch: torch.Tensor
-    forward: Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
 class _CompiledRunner:
     """Compiles the converted module once per batch size and runs it under torch.inference_mode."""
 
@@ -233,15 +226,15 @@ class _CompiledRunner:
     compiled: dict[tuple[int, bool], Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     compile_error: str | None = None
 
-    def prepare(self, images: np.ndarray) -> _Prepared:
+    def prepare(self, images: np.ndarray) -> Prepared:
         batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         # Dynamo guards on whether the input is an inference tensor, so that is part of the cache key.
         key = (batch.shape[0], batch.is_inference())
         if key not in self.compiled:
             self.compiled[key] = self._compile_for(batch)
-        return _Prepared(batch=batch, forward=self.compiled[key])
+        return Prepared(batch=batch, forward=self.compiled[key])
 
-    def run(self, prepared: _Prepared) -> torch.Tensor:
+    def run(self, prepared: Prepared) -> torch.Tensor:
         with torch.inference_mode():
             return prepared.forward(prepared.batch)
 
