@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.measure.timing import epoch_timing_validity
 from bench.report_compression import compression_section, coverage_section, int8_section
 from bench.report_peft import peft_section
 from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, not_measured_section, runtime_section
@@ -124,9 +125,7 @@ def record_rows(record: dict) -> list[dict]:
             "model_fingerprint": model.get("fingerprint"),
             "train_seconds_per_epoch": training.get("train_seconds_per_epoch"),
             "train_samples_per_s": training.get("train_samples_per_s"),
-            "train_timing_valid": (training.get("epoch_timing") or {}).get("valid"),
-            "train_timing_invalid_reasons": "; ".join((training.get("epoch_timing") or {}).get("invalid_reasons") or [])
-            or None,
+            **_train_timing(training),
             "epochs": training.get("epochs"),
             **_time_to_accuracy(training),
         }
@@ -188,6 +187,18 @@ def record_rows(record: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _train_timing(training: dict) -> dict:
+    """Judge the stored epoch times, so that the report applies the current rule to any record."""
+    epoch_seconds = training.get("epoch_seconds")
+    if not epoch_seconds:
+        return {"train_timing_valid": None, "train_timing_invalid_reasons": None}
+    judged = epoch_timing_validity(epoch_seconds)
+    return {
+        "train_timing_valid": judged["valid"],
+        "train_timing_invalid_reasons": "; ".join(judged["invalid_reasons"]) or None,
+    }
 
 
 def _fp32_cpu(runtime: dict) -> bool:

@@ -20,7 +20,6 @@ import numpy as np
 
 from bench.backend import Backend, EpochReport, InputRange, TrainData, TrainOptions
 from bench.data import batch_indices
-from bench.measure.timing import epoch_timing_validity
 from bench.spec import ModelSpec, TrainRecipe, get_model, initial_weights, load_weights, save_weights
 from bench.spec.model import with_dropout, without_dropout
 from bench.spec.strategy import (
@@ -149,7 +148,6 @@ def _train(
         "epoch_losses": result.epoch_losses,
         "train_seconds_per_epoch": seconds_per_epoch,
         "train_samples_per_s": result.samples_per_epoch / seconds_per_epoch if seconds_per_epoch else None,
-        "epoch_timing": epoch_timing_validity(result.epoch_seconds),
     }
 
 
