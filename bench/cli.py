@@ -285,8 +285,20 @@ def command_compare(args: argparse.Namespace) -> int:
     runs_root = (args.results_dir or DEFAULT_RESULTS_DIR) / "runs"
     run_a = load_run(resolve_run_dir(args.run_a, runs_root))
     run_b = load_run(resolve_run_dir(args.run_b, runs_root))
-    comparison = compare_runs(run_a, run_b)
+    try:
+        comparison = compare_runs(run_a, run_b)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"cannot compare {run_a.run_dir.path} with {run_b.run_dir.path}: a record has a missing or "
+            f"wrongly typed field ({type(error).__name__}: {error}); check the records with `python -m bench report`"
+        ) from error
     print(json.dumps(comparison.to_dict(), indent=2, allow_nan=False) if args.json else format_comparison(comparison))
+    if not comparison.keys:
+        log.error(
+            "the two runs have no framework, strategy, dataset, model and runtime in common, so nothing was "
+            "compared; pick two runs of the same profile"
+        )
+        return 2
 
     regressions = comparison.regressions()
     if args.fail_on_regression and regressions:

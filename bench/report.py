@@ -127,7 +127,7 @@ def record_rows(record: dict) -> list[dict]:
             "train_samples_per_s": training.get("train_samples_per_s"),
             **_train_timing(training),
             "epochs": training.get("epochs"),
-            **_time_to_accuracy(training),
+            **_time_to_accuracy(training, record.get("steps") or []),
         }
     )
     peak = compute_peak_of(record)
@@ -207,8 +207,10 @@ def _fp32_cpu(runtime: dict) -> bool:
     return not runtime.get("int8") and not name.endswith(("-cuda", "-gpu"))
 
 
-def _time_to_accuracy(training: dict) -> dict:
-    reached = training.get("time_to_accuracy") or {}
+def _time_to_accuracy(training: dict, steps: list[dict]) -> dict:
+    """Return the time to accuracy of a cell that trained its network; a cell that loaded it has none."""
+    train = next((step for step in steps if step.get("step") == "train"), None)
+    reached = {} if train is None or train.get("from_cache") else training.get("time_to_accuracy") or {}
     return {
         "target_accuracy": reached.get("target_accuracy"),
         "time_to_accuracy_s": reached.get("train_seconds"),
@@ -330,7 +332,8 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
         "value whose validity check failed (reasons below the table), and so does train s/epoch when its",
-        "epochs' times vary by more than the same limit; `-` is a value that was not measured.",
+        "epochs' times vary by more than the same limit; `-` is a value that was not measured, or a p90 or",
+        "p99 that needs more values (64 and 662).",
         "",
         _main_table(frame),
         "",

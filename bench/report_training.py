@@ -121,10 +121,12 @@ def time_to_accuracy_section(records: list[dict]) -> list[str]:
         "## Time to accuracy",
         "",
         f"Training seconds until the test accuracy first reached {' / '.join(f'{t:g}' for t in targets)} (the",
-        "profile's `target_accuracy`), checked after every epoch on the test split. The seconds are the",
+        "profile's `target_accuracy`, or `--target-accuracy`), checked after every epoch on the test split",
+        "and no longer once reached. The seconds are the",
         "optimizer epochs' own time, without the evaluations and without augmentation.",
         "",
-        "| strategy | framework | seed | target | reached after epoch | training seconds | of epochs | accuracy by epoch |",
+        "| strategy | framework | seed | target | reached after epoch | training seconds | of epochs "
+        "| accuracy by epoch, until reached |",
         "|" + "---|" * 8,
     ]
     for cell, training, reached in sorted(rows, key=lambda item: (item[0]["strategy"], item[0]["framework"], item[0]["seed"])):

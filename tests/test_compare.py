@@ -211,8 +211,11 @@ def test_size_change_by_seed():
     smaller = size_change({0: 1000, 1: 1004}, {0: 900, 1: 904, 2: 5})
     assert (smaller.verdict, smaller.changed, smaller.worse) == ("smaller", True, False)
     assert smaller.value_b == pytest.approx(902)
-    opposite = size_change({0: 1000, 1: 1000}, {0: 1001, 1: 999})
+    opposite = size_change({0: 1000, 1: 1000}, {0: 1010, 1: 990})
     assert (opposite.verdict, opposite.changed, opposite.worse) == ("changed", True, False)
+    # A byte of tf2onnx naming jitter on a 228 KB export is no change.
+    jitter = size_change({0: 228_554}, {0: 228_555})
+    assert (jitter.verdict, jitter.changed) == ("within export jitter (0.1%)", False)
     assert size_change({0: 1000}, {1: 1000}).verdict == "not comparable (no common seed)"
     assert size_change({}, {0: 1000}).verdict == "not measured"
 
@@ -532,3 +535,22 @@ def test_committed_run_against_itself(capsys):
     assert "0 latency changes" in summary
     assert "0 throughput changes" in summary
     assert "0 keys only in one run" in summary
+
+
+def test_runs_without_common_keys_exit_2(tmp_path, capsys, caplog):
+    first = write_run(tmp_path / "A", [make_record("torch", "baseline", 0, 0.9)], seeds=(0,))
+    second = write_run(tmp_path / "B", [make_record("tf", "lowrank", 0, 0.9)], seeds=(0,))
+    status, _ = run_compare(capsys, first.path, second.path, "--fail-on-regression")
+    assert status == 2
+    assert "nothing was compared" in caplog.text
+
+
+def test_wrongly_typed_field_exit_2(tmp_path, capsys, caplog):
+    broken = make_record("torch", "baseline", 0, 0.9)
+    broken["runtimes"][0]["latency"]["latency_ms_p50"] = "fast"
+    first = write_run(tmp_path / "A", [make_record("torch", "baseline", 0, 0.9)], seeds=(0,))
+    second = write_run(tmp_path / "B", [broken], seeds=(0,))
+    status, _ = run_compare(capsys, first.path, second.path)
+    assert status == 2
+    assert "wrongly typed field" in caplog.text
+    assert str(second.path) in caplog.text
