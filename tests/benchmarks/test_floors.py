@@ -27,7 +27,8 @@ class Floor(NamedTuple):
     int8_size_gzip_bytes_max: int | None = None  # the onnxruntime-int8 model, where the strategy has one
 
 
-# Chosen from run 20261205T001734Z (profile quick, Fashion-MNIST, seed 0, 2-core AMD EPYC):
+# Chosen from run 20261205T001734Z (profile quick, Fashion-MNIST, seed 0, 2-core AMD EPYC), now in git
+# history; the run that replaced it, 20261205T030030Z, has the same accuracies in every cell:
 # - accuracy floor: the cell's lowest native-runtime accuracy minus 1 point, rounded down to 0.001.
 #   The peft-* strategies get 2 points, because they fine-tune on 1,000 images and vary more with the
 #   seed. A drop larger than that is a regression, not seed noise.
