@@ -123,7 +123,7 @@ class NativeRuntime:
 
 
 def unavailable_runtime(description: str, reason: str) -> NativeRuntime:
-    """A runtime that does not apply on this machine: the cell records it as skipped with `reason`."""
+    """Return a runtime that does not apply on this machine; the cell records it as skipped with `reason`."""
 
     def not_callable(*_args: Any) -> Any:
         raise RuntimeError(f"runtime is unavailable: {reason}")

@@ -193,7 +193,7 @@ def welch_t_test(first: Sequence[float], second: Sequence[float]) -> Significanc
 def two_proportion_z_test(accuracy_a: float, samples_a: int, accuracy_b: float, samples_b: int) -> SignificanceTest:
     """Test two accuracies as proportions of test samples with the pooled two-proportion z-test.
 
-    It tests whether test-set sampling alone could explain the difference, so it tells nothing about how
+    It tests whether test-set sampling alone could explain the difference, so it gives no measure of how
     much another training seed would move either accuracy. It treats the two evaluations as independent
     samples. When both ran on the same test images the counts are positively correlated, which makes this
     test conservative.

@@ -17,7 +17,7 @@ from bench.report_compression import compression_section, coverage_section, int8
 from bench.report_peft import peft_section
 from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, not_measured_section, runtime_section
 from bench.report_seeds import seeds_section
-from bench.report_training import time_to_accuracy_section, training_section
+from bench.report_training import time_to_accuracy_section, trained_in_cell, training_section
 from bench.spec import FRAMEWORKS
 from bench.store import STATUS_OK, RunDir
 
@@ -127,7 +127,7 @@ def record_rows(record: dict) -> list[dict]:
             "train_samples_per_s": training.get("train_samples_per_s"),
             **_train_timing(training),
             "epochs": training.get("epochs"),
-            **_time_to_accuracy(training, record.get("steps") or []),
+            **_time_to_accuracy(training, trained_in_cell(record)),
         }
     )
     peak = compute_peak_of(record)
@@ -202,15 +202,14 @@ def _train_timing(training: dict) -> dict:
 
 
 def _fp32_cpu(runtime: dict) -> bool:
-    """Whether a runtime row computes in float32 on the CPU, the only rows the CPU FP32 peak applies to."""
+    """Return whether a runtime row computes in float32 on the CPU, the only rows the CPU FP32 peak applies to."""
     name = str(runtime.get("runtime", ""))
     return not runtime.get("int8") and not name.endswith(("-cuda", "-gpu"))
 
 
-def _time_to_accuracy(training: dict, steps: list[dict]) -> dict:
+def _time_to_accuracy(training: dict, trained: bool) -> dict:
     """Return the time to accuracy of a cell that trained its network; a cell that loaded it has none."""
-    train = next((step for step in steps if step.get("step") == "train"), None)
-    reached = {} if train is None or train.get("from_cache") else training.get("time_to_accuracy") or {}
+    reached = training.get("time_to_accuracy") or {} if trained else {}
     return {
         "target_accuracy": reached.get("target_accuracy"),
         "time_to_accuracy_s": reached.get("train_seconds"),
@@ -332,7 +331,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
         "Latency is per call at batch 1 (MLPerf percentile rule, warmup",
         f"discarded); throughput is at batch {_throughput_batch(frame)}. `!` marks a latency or throughput",
         "value whose validity check failed (reasons below the table), and so does train s/epoch when its",
-        "epochs' times vary by more than the same limit; `-` is a value that was not measured, or a p90 or",
+        "epochs' times vary by more than the same limit. `-` is a value that was not measured, or a p90 or",
         "p99 that needs more values (64 and 662).",
         "",
         _main_table(frame),

@@ -99,6 +99,12 @@ def _note(record: dict) -> str | None:
     return "; ".join(parts)
 
 
+def trained_in_cell(record: dict) -> bool:
+    """Return whether the cell's train step trained its network, rather than loading it from the run's cache."""
+    train = next((step for step in record.get("steps") or [] if step.get("step") == "train"), None)
+    return train is not None and not train.get("from_cache")
+
+
 def time_to_accuracy_section(records: list[dict]) -> list[str]:
     """Training seconds to the profile's target test accuracy, for each cell that trained its own network.
 
@@ -109,9 +115,8 @@ def time_to_accuracy_section(records: list[dict]) -> list[str]:
     for record in records:
         if record["status"] != STATUS_OK:
             continue
-        train = next((step for step in record.get("steps") or [] if step.get("step") == "train"), None)
         reached = (record.get("training") or {}).get("time_to_accuracy")
-        if train is None or train.get("from_cache") or not reached:
+        if not trained_in_cell(record) or not reached:
             continue
         rows.append((record["cell"], record["training"], reached))
     if not rows:

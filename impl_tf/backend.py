@@ -124,7 +124,7 @@ class TFBackend:
         return quantize_native(model, spec, calibration_images, artifacts_dir, threads)
 
     def runtimes(self, model: keras.Model, spec: ModelSpec) -> dict[str, NativeRuntime]:
-        """Eager, tf.function and XLA inference on the CPU; the GPU variants where TensorFlow sees a GPU."""
+        """Return eager, tf.function and XLA inference on the CPU, and the GPU variants where TensorFlow lists a GPU."""
         runtimes = {}
         gpus = tf.config.list_physical_devices("GPU")
         no_gpu = None if gpus else "no GPU visible to TensorFlow (tensorflow-cpu, or no CUDA device)"

@@ -150,7 +150,7 @@ class TorchBackend:
 
 
 def _eager_runtime(model: nn.Module, device: str) -> NativeRuntime:
-    """The model in eager mode under torch.inference_mode on `device` (a copy for a GPU)."""
+    """Run the model in eager mode under torch.inference_mode on `device` (a copy for a GPU)."""
     module = model if device == "cpu" else copy.deepcopy(model).to(device)
 
     def run_eager(batch: torch.Tensor) -> torch.Tensor:

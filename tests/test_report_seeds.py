@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 from scipy import stats
 
 from bench.report import records_frame, render_markdown

@@ -322,7 +322,7 @@ def choose_reference(formula: dict[str, Any], sgemm: dict[str, Any]) -> tuple[st
     The formula wins wherever its inputs are all known, because it depends only on the machine: a
     measured ceiling moves with the load at the moment it was taken, and fractions from two runs must
     be comparable. The SGEMM ceiling is the fallback, and is recorded either way. Where it is above the
-    formula, the cores ran above the recorded clock (turbo); the reason says so.
+    formula, the cores ran above the recorded clock (turbo), and the reason states it.
     """
     formula_flops, sgemm_flops = formula.get("flops"), sgemm.get("flops")
     if formula_flops:
