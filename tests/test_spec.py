@@ -163,6 +163,8 @@ def test_recipe_error_lists_allowed_values():
         ({"min_value_s": 0.0}, "min_value_s"),
         ({"max_duration_s": 0.5, "min_duration_s": 1.0}, "max_duration_s"),
         ({"throughput_batch_size": 0}, "throughput_batch_size"),
+        ({"throughput_batch_size": 65537}, "throughput_batch_size"),
+        ({"latency_batch_size": 10**9}, "latency_batch_size"),
     ],
 )
 def test_timing_validation_names_field(changes, field):
@@ -179,6 +181,13 @@ def test_timing_validation_names_field(changes, field):
         ({"train_limit": 0}, "train_limit"),
         ({"threads": 0}, "threads"),
         ({"epochs": 0}, "epochs"),
+        ({"frameworks": "torch"}, "frameworks"),
+        ({"frameworks": ("torch", "torch")}, "frameworks"),
+        ({"seeds": (0, 0)}, "seeds"),
+        ({"seeds": [0]}, "seeds"),
+        ({"strategies": ("baseline", "baseline")}, "strategies"),
+        ({"description": None}, "description"),
+        ({"timing": {"min_values": 3}}, "timing"),
     ],
 )
 def test_profile_validation_names_field(changes, field):
@@ -189,6 +198,21 @@ def test_profile_validation_names_field(changes, field):
 def test_profile_rejects_unknown_strategy():
     with pytest.raises(ValueError, match="valid strategies: adversarial, augment, baseline"):
         dataclasses.replace(get_profile("quick"), strategies=("nope",))
+
+
+def test_profile_rejects_unhashable_strategy():
+    with pytest.raises(ValueError, match=r"unknown strategy \[\]"):
+        dataclasses.replace(get_profile("quick"), strategies=([],))
+
+
+def test_profile_rejects_unknown_dataset():
+    with pytest.raises(ValueError, match="Profile.dataset must be one of fashion-mnist, mnist, mnist-5k, digits"):
+        dataclasses.replace(get_profile("quick"), dataset="cifar10")
+
+
+def test_profile_rejects_unknown_model():
+    with pytest.raises(ValueError, match="Profile.model must be one of lenet5, lenet5-wide"):
+        dataclasses.replace(get_profile("quick"), model="vgg")
 
 
 def test_profiles_exist_and_quick_is_default():

@@ -1,7 +1,16 @@
 """The common spec: models, weights layout, training recipes, strategies and profiles."""
 
 from bench.spec.model import MODELS, ModelSpec, get_model, lenet5
-from bench.spec.profile import DEFAULT_PROFILE, FRAMEWORKS, PROFILES, Profile, TimingSpec, get_profile
+from bench.spec.profile import (
+    DEFAULT_PROFILE,
+    FRAMEWORKS,
+    PROFILES,
+    Profile,
+    TimingSpec,
+    get_profile,
+    load_profile_file,
+    resolve_profile,
+)
 from bench.spec.recipe import TrainRecipe
 from bench.spec.strategy import STRATEGIES, StepSpec, StrategySpec, get_strategy
 from bench.spec.weights import Weights, check_weights, initial_weights, load_weights, save_weights
@@ -25,6 +34,8 @@ __all__ = [
     "get_strategy",
     "initial_weights",
     "lenet5",
+    "load_profile_file",
     "load_weights",
+    "resolve_profile",
     "save_weights",
 ]

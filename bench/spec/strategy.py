@@ -470,6 +470,6 @@ PEFT_STRATEGIES = tuple(f"peft-{method}" for method in PEFT_METHODS)
 
 
 def get_strategy(name: str) -> StrategySpec:
-    if name not in STRATEGIES:
+    if not isinstance(name, str) or name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(sorted(STRATEGIES))}")
     return STRATEGIES[name]
