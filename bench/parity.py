@@ -288,7 +288,7 @@ def check_parity(
                 report["problems"].append(f"{framework}: probe {outcome.status}: {message}")
                 continue
             result = outcome.value
-            with np.load(result.pop("outputs_path")) as archive:
+            with np.load(result.pop("outputs_path"), allow_pickle=False) as archive:
                 outputs[framework] = {name: archive[name] for name in archive.files}
             report["frameworks"][framework] = result
             _check_probe(report, framework, result, spec.count_parameters())

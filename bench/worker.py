@@ -6,7 +6,8 @@ Every framework-touching piece of work (a cell, a parity probe) runs through her
 so that TensorFlow and PyTorch never share a process and a crash cannot take the caller down. The
 result file contains {"status": "ok", "value": ...} or {"status": "failed" | "missing", "error": {...}};
 "missing" means the function raised NotImplementedError. A process that dies writes nothing, and the
-parent records the exit code or signal instead.
+parent records the exit code or signal instead. The worker runs with the network guard of bench.safety
+and dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ import sys
 import traceback
 from pathlib import Path
 
+from bench.safety import exit_with_parent, forbid_network
 from bench.store import STATUS_FAILED, STATUS_MISSING, STATUS_OK, write_json_atomic
 
 log = logging.getLogger("bench.worker")
+
+# Set by bench.runner.run_child to its own pid (kept in sync with bench.runner.PARENT_PID_ENV).
+PARENT_PID_ENV = "TWINBENCH_PARENT_PID"
 
 
 def error_info(error: BaseException) -> dict:
@@ -58,6 +63,10 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
     )
     quiet_library_loggers()
+    parent_pid = os.environ.get(PARENT_PID_ENV)
+    if parent_pid:
+        exit_with_parent(int(parent_pid))
+    forbid_network()
     kwargs = json.loads(Path(args_path).read_text(encoding="utf-8"))
     result = call(function_path, kwargs)
     write_json_atomic(Path(result_path), result)
