@@ -28,6 +28,7 @@ from bench.measure import (
 )
 from bench.spec import TimingSpec, TrainRecipe, get_model, get_strategy
 from bench.spec.strategy import AttackParams
+from bench.spec.weights import weights_digest
 from bench.steps import CellState, run_steps
 from bench.worker import error_info
 
@@ -152,6 +153,8 @@ def run_cell(
             "params": state.spec.count_parameters(),
             "framework_params": backend.count_parameters(state.model),
             "params_nonzero": int(sum(np.count_nonzero(value) for value in final_weights.values())),
+            # Equal digests across runs prove bit-identical training (same seed, machine and versions).
+            "weights_sha256": weights_digest(final_weights),
             "size_fp32_bytes": dense_fp32_bytes(state.spec.count_parameters()),
             **model_size(onnx_path),
             **_macs(onnx_path),

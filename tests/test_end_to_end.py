@@ -1,6 +1,7 @@
 """`python -m bench all --profile smoke` through the real CLI, both frameworks, real (small) data."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -9,16 +10,26 @@ import pytest
 from tests.frameworks import needs_both
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    completed = subprocess.run(
+def run_smoke(results):
+    return subprocess.run(
         [sys.executable, "-m", "bench", "all", "--profile", "smoke", "--strategies", "baseline", "--results-dir", str(results)],
         capture_output=True,
         text=True,
         timeout=900,
     )
-    return completed, results
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    return run_smoke(results), results
+
+
+def records(results):
+    return {
+        path.stem: json.loads(path.read_text())
+        for path in (results / "runs").glob("*/records/*.json")
+    }
 
 
 @needs_both
@@ -83,3 +94,26 @@ def test_smoke_run_progress_log(smoke_run):
     completed, _ = smoke_run
     assert "epoch 3/3" in completed.stderr
     assert "[2/2]" in completed.stderr
+
+
+@needs_both
+def test_same_seed_reproduces_bit_for_bit(smoke_run, tmp_path):
+    """A second run with the same seed on the same machine trains to identical weights and accuracies."""
+    _, first_results = smoke_run
+    completed = run_smoke(tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    first, second = records(first_results), records(tmp_path)
+    assert sorted(first) == sorted(second) == [
+        "tf-baseline-digits-lenet5-s0",
+        "torch-baseline-digits-lenet5-s0",
+    ]
+    for cell_id, record in first.items():
+        again = second[cell_id]
+        assert again["model"]["weights_sha256"] == record["model"]["weights_sha256"], cell_id
+        assert again["training"]["epoch_losses"] == record["training"]["epoch_losses"], cell_id
+        quality = {row["runtime"]: row["quality"] for row in record["runtimes"] if row.get("quality")}
+        quality_again = {row["runtime"]: row["quality"] for row in again["runtimes"] if row.get("quality")}
+        assert len(quality) >= 3
+        for runtime, scores in quality.items():
+            assert quality_again[runtime]["accuracy"] == scores["accuracy"], (cell_id, runtime)
+            assert quality_again[runtime]["confusion_matrix"] == scores["confusion_matrix"], (cell_id, runtime)

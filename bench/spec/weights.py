@@ -7,6 +7,7 @@ start a run from the same values for a given seed.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,13 @@ def save_weights(path: str | Path, weights: Weights) -> None:
 def load_weights(path: str | Path) -> Weights:
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def weights_digest(weights: Weights) -> str:
+    """Return a sha256 over the names, dtypes, shapes and bytes of `weights`: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        array = np.ascontiguousarray(weights[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
