@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.spec import DEFAULT_PROFILE, FRAMEWORKS, MODELS, PROFILES, STRATEGIES, get_profile
+from bench.spec import DEFAULT_PROFILE, FRAMEWORKS, MODELS, PROFILES, STRATEGIES, resolve_profile
 
 log = logging.getLogger("bench")
 
@@ -27,11 +27,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    from bench.store import RunLockedError
+
+    if not (args.command == "data" and getattr(args, "download", False)):
+        # Only `data --download` may reach the network; everything else reads local files.
+        from bench.safety import forbid_network
+
+        forbid_network()
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, ImportError, RunLockedError) as error:
         log.error("%s", error)
         return 2
+    except OSError as error:
+        # Unwritable results directory, full disk: the message names the path; no traceback.
+        log.error("%s", error.strerror if error.strerror and not error.filename else error)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
 
 
 def configure_logging(verbose: int) -> None:
@@ -115,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument(
         "--profile",
         default=None,
-        help=f"profile whose timing, batch sizes, dataset and frameworks are shown (default {DEFAULT_PROFILE})",
+        metavar="NAME_OR_FILE",
+        help="profile whose timing, batch sizes, dataset and frameworks are shown: a built-in name "
+        f"({', '.join(PROFILES)}) or a TOML/JSON profile file (default {DEFAULT_PROFILE})",
     )
     env.add_argument("--threads", type=int, help="threads per framework and ONNX Runtime (default: physical cores)")
     env.add_argument("--data-dir", type=Path, help="look for the profile's dataset here first")
@@ -139,7 +155,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         default=None,
-        help=f"run size: {', '.join(f'{name} ({p.description})' for name, p in PROFILES.items())}; default {DEFAULT_PROFILE}",
+        metavar="NAME_OR_FILE",
+        help=f"run size: a built-in profile, {', '.join(f'{name} ({p.description})' for name, p in PROFILES.items())}; "
+        f"or the path of a TOML or JSON profile file (see README.md, Profiles); default {DEFAULT_PROFILE}",
     )
     parser.add_argument(
         "--results-dir",
@@ -165,6 +183,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="test accuracy whose training time is reported as time to accuracy (overrides the profile)",
     )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop a cell that runs longer and record it as timed out (overrides the profile; default 3600)",
+    )
+    parser.add_argument(
+        "--cell-memory-limit",
+        type=int,
+        metavar="MIB",
+        help="stop a cell whose processes use more resident memory, in MiB, and record it as out of memory "
+        "(default: no limit, only the kernel's OOM killer)",
+    )
     parser.add_argument("--frameworks", type=_name_list, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument(
         "--strategies",
@@ -187,7 +218,7 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 def command_all(args: argparse.Namespace) -> int:
     from bench.runner import run_profile
-    from bench.store import RunDir, new_run_id
+    from bench.store import create_run_dir
 
     overrides = {
         "epochs": args.epochs,
@@ -197,6 +228,8 @@ def command_all(args: argparse.Namespace) -> int:
         "test_limit": args.test_limit,
         "threads": args.threads,
         "target_accuracy": args.target_accuracy,
+        "cell_timeout_s": args.cell_timeout,
+        "cell_memory_limit_mb": args.cell_memory_limit,
         "frameworks": args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
         "strategies": (args.strategy,) if getattr(args, "strategy", None) else args.strategies,
         "dataset": getattr(args, "dataset", None),
@@ -208,14 +241,17 @@ def command_all(args: argparse.Namespace) -> int:
         run_dir, profile = _resumed_run(args, overrides)
         results_dir = args.results_dir or run_dir.path.parent.parent
     else:
-        profile = get_profile(args.profile or DEFAULT_PROFILE).with_overrides(**overrides)
+        profile = resolve_profile(args.profile or DEFAULT_PROFILE).with_overrides(**overrides)
         results_dir = args.results_dir or DEFAULT_RESULTS_DIR
-        run_dir = RunDir(results_dir / "runs" / new_run_id())
+        run_dir = create_run_dir(results_dir / "runs")
     log.info("run %s: profile %s, records in %s", run_dir.run_id, profile.name, run_dir.path)
 
     summary = run_profile(profile, run_dir, data_dir=args.data_dir, resume=bool(args.resume))
 
-    if not args.no_report and summary.statuses:
+    if summary.interrupted:
+        # A partial matrix must not replace the tables of a finished run.
+        log.warning("tables not rebuilt because the run is incomplete; `python -m bench report %s` builds them", run_dir.path)
+    elif not args.no_report and summary.statuses:
         from bench.report import build_report
 
         paths = build_report(run_dir, results_dir)
@@ -243,7 +279,7 @@ def _resumed_run(args: argparse.Namespace, overrides: dict):
             f"--resume continues {args.resume} with the profile recorded in its run.json; "
             f"drop {', '.join(changed)} or start a new run"
         )
-    return run_dir, Profile.from_dict(recorded)
+    return run_dir, Profile.from_dict(recorded, source=str(run_dir.path / "run.json"))
 
 
 def _print_summary(summary) -> None:
@@ -257,7 +293,11 @@ def _print_summary(summary) -> None:
     for cell_id, status in summary.failures.items():
         print(f"  {status}: {cell_id} (see {summary.run_dir / 'records' / (cell_id + '.json')})")
     if summary.interrupted:
-        print(f"interrupted; continue with: python -m bench all --resume {summary.run_dir}")
+        stopped = f" ({summary.stopped_cell} was stopped and will run again)" if summary.stopped_cell else ""
+        print(
+            f"interrupted by {summary.interrupted_by}{stopped}; finished records are kept. "
+            f"Continue with: python -m bench all --resume {summary.run_dir}"
+        )
 
 
 def command_report(args: argparse.Namespace) -> int:
@@ -375,7 +415,7 @@ def command_env(args: argparse.Namespace) -> int:
     from bench.measure.peak import compute_peak
     from bench.runner import child_environment, resolve_threads
 
-    profile = get_profile(args.profile or DEFAULT_PROFILE).with_overrides(threads=args.threads)
+    profile = resolve_profile(args.profile or DEFAULT_PROFILE).with_overrides(threads=args.threads)
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
     threads = resolve_threads(profile)

@@ -19,7 +19,7 @@ from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, n
 from bench.report_seeds import seeds_section
 from bench.report_training import time_to_accuracy_section, trained_in_cell, training_section
 from bench.spec import FRAMEWORKS
-from bench.store import STATUS_OK, RunDir
+from bench.store import RUN_FILE, STATUS_OK, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -288,22 +288,44 @@ def _ratio(numerator, denominator) -> float | None:
 def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
     """Write results.csv and README.md for `run_dir` into `out_dir`; return their paths."""
     records, problems = run_dir.read_records()
+    try:
+        info = run_dir.read_run_info()
+    except ValueError as error:
+        # The tables come from the records; a damaged run.json only loses the run's header lines.
+        info = {}
+        problems.append((run_dir.path / RUN_FILE, str(error)))
     for path, problem in problems:
-        log.warning("%s: %s; it is listed under 'Unreadable records' in the report", path, problem)
+        log.warning("%s: %s; it is listed under 'Cells without numbers' in the report", path, problem)
     if not records and not problems:
         raise FileNotFoundError(f"no records in {run_dir.records_dir}; run `python -m bench all` first")
+    unfinished = unfinished_cells(info, records, problems)
+    if unfinished:
+        log.warning(
+            "%d planned cell(s) have no record, so the run is incomplete; `python -m bench all --resume %s` runs them",
+            len(unfinished),
+            run_dir.path,
+        )
 
     frame = records_frame(records)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     frame.to_csv(csv_path, index=False, float_format="%.6g")
     markdown_path = out_dir / "README.md"
-    markdown_path.write_text(render_markdown(frame, run_dir, records, problems, out_dir), encoding="utf-8")
-    return {"csv": csv_path, "markdown": markdown_path, "problems": problems}
+    markdown = render_markdown(frame, run_dir, records, problems, out_dir, info)
+    markdown_path.write_text(markdown, encoding="utf-8")
+    return {"csv": csv_path, "markdown": markdown_path, "problems": problems, "unfinished": unfinished}
 
 
-def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], problems, out_dir: Path) -> str:
-    info = run_dir.read_run_info()
+def unfinished_cells(info: dict, records: list[dict], problems) -> list[str]:
+    """List the cells run.json planned that have neither a record nor an unreadable record file."""
+    seen = {record["cell_id"] for record in records} | {Path(path).stem for path, _ in problems}
+    return [cell_id for cell_id in info.get("cells") or [] if cell_id not in seen]
+
+
+def render_markdown(
+    frame: pd.DataFrame, run_dir: RunDir, records: list[dict], problems, out_dir: Path, info: dict | None = None
+) -> str:
+    info = run_dir.read_run_info() if info is None else info
     env = info.get("environment") or {}
     profile = info.get("profile") or {}
     lines = [
@@ -348,7 +370,7 @@ def render_markdown(frame: pd.DataFrame, run_dir: RunDir, records: list[dict], p
     lines += _framework_section(records)
     lines += seeds_section(records)
     lines += coverage_section(records)
-    lines += _failure_section(frame, problems)
+    lines += _failure_section(frame, problems, unfinished_cells(info, records, problems), run_dir)
     lines += _environment_section(env, records)
     return "\n".join(lines) + "\n"
 
@@ -494,16 +516,21 @@ def _final_loss(record: dict) -> float | None:
     return losses[-1] if losses else None
 
 
-def _failure_section(frame: pd.DataFrame, problems) -> list[str]:
+def _failure_section(frame: pd.DataFrame, problems, unfinished: list[str], run_dir: RunDir) -> list[str]:
     failed = frame[(frame["status"] != STATUS_OK) & (frame["status"] != STATUS_SKIPPED)]
-    if failed.empty and not problems:
+    if failed.empty and not problems and not unfinished:
         return []
     lines = ["## Cells without numbers", ""]
     for row in failed.to_dict("records"):
         where = row["cell_id"] + (f" / {row['runtime']}" if not _missing(row["runtime"]) else "")
         lines.append(f"- {where}: **{row['status']}**: {_text(row['error'])}")
     for path, problem in problems:
-        lines.append(f"- `{path.name}`: {problem}")
+        lines.append(f"- `{Path(path).name}`: **unreadable**: {problem}")
+    for cell_id in unfinished:
+        lines.append(
+            f"- {cell_id}: **not run**: planned in run.json but without a record (the run was interrupted or "
+            f"is still running; `python -m bench all --resume {run_dir.path}` runs it)"
+        )
     return lines + [""]
 
 

@@ -38,6 +38,7 @@ from bench.store import (
     RunDir,
     write_json_atomic,
 )
+from bench.worker import PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,12 @@ class RunSummary:
     run_dir: Path
     statuses: dict[str, str] = field(default_factory=dict)  # cell_id -> status
     skipped: list[str] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted_by: str | None = None  # "SIGINT" (Ctrl-C) or "SIGTERM" when the run was stopped
+    stopped_cell: str | None = None  # the cell that was running when the run was stopped
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_by is not None
 
     @property
     def failures(self) -> dict[str, str]:
@@ -67,9 +73,22 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
+        """Return 128 + the signal number when interrupted (130 for Ctrl-C), 1 when a cell failed, else 0."""
+        if self.interrupted_by is not None:
+            return 128 + signal.Signals[self.interrupted_by].value
         return 1 if self.failures else 0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised in the runner's main thread on SIGTERM, so a terminated run stops like one stopped by Ctrl-C."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class RecordWriteError(OSError):
+    """A cell's record could not be written (disk full, permissions): the run stops, finished records stay."""
 
 
 def plan_cells(profile: Profile) -> list[CellSpec]:
@@ -160,11 +179,15 @@ def run_child(
     timeout_s: float,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    memory_limit_bytes: int | None = None,
 ) -> ChildOutcome:
     """Run one function in a fresh Python process and translate its end into a ChildOutcome.
 
     The child's stderr goes to `log_path` (default work_dir/stderr.log) and to this process's stderr;
-    when the child crashes or times out, the error carries the log's last lines.
+    when the child crashes or times out, the error carries the log's last lines. The child runs in its own
+    session and is killed with its whole process group on a timeout, on `memory_limit_bytes` (resident
+    memory of every process in its session) and when this process is interrupted; it also dies with
+    this process (bench.worker sets a parent-death signal), so a killed run leaves no orphan cell behind.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     args_path = work_dir / "args.json"
@@ -172,6 +195,8 @@ def run_child(
     result_path.unlink(missing_ok=True)
     write_json_atomic(args_path, kwargs)
     command = [sys.executable, "-m", "bench.worker", function_path, str(args_path), str(result_path)]
+    env = dict(os.environ if env is None else env)
+    env[PARENT_PID_ENV] = str(os.getpid())
 
     log_path = log_path or work_dir / "stderr.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,22 +211,84 @@ def run_child(
     pump = threading.Thread(target=_pump_stderr, args=(process.stderr, log_path), daemon=True)
     pump.start()
     try:
-        returncode = process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        pump.join(timeout=5)
-        error = {"type": "Timeout", "message": f"timed out after {timeout_s:.0f} s; the process was killed"}
-        return ChildOutcome(STATUS_TIMEOUT, error={**error, "log_tail": _tail(log_path)})
+        ending = _wait_for_child(process, timeout_s, memory_limit_bytes)
     except BaseException:
         _kill_group(process)
         raise
     pump.join(timeout=5)
 
-    if returncode == 0 and result_path.exists():
+    if ending.timed_out:
+        error = {"type": "Timeout", "message": f"timed out after {timeout_s:.0f} s; the process was killed"}
+        return ChildOutcome(STATUS_TIMEOUT, error={**error, "log_tail": _tail(log_path)})
+    if ending.memory_used is not None:
+        error = {
+            "type": "OutOfMemory",
+            "message": f"the cell's processes used {_mib(ending.memory_used)} resident memory, over the limit of "
+            f"{_mib(memory_limit_bytes)}; the process was killed (raise the profile's cell_memory_limit_mb "
+            "or lower the batch size or data limits)",
+            "signal": "SIGKILL",
+            "memory_bytes": ending.memory_used,
+        }
+        return ChildOutcome(STATUS_CRASHED, error={**error, "log_tail": _tail(log_path)})
+    if ending.returncode == 0 and result_path.exists():
         result = json.loads(result_path.read_text(encoding="utf-8"))
-        return ChildOutcome(result["status"], result.get("value"), result.get("error"), returncode)
-    error = {**_crash_error(returncode), "log_tail": _tail(log_path)}
-    return ChildOutcome(STATUS_CRASHED, error=error, returncode=returncode)
+        return ChildOutcome(result["status"], result.get("value"), result.get("error"), ending.returncode)
+    error = {**_crash_error(ending.returncode, ending.max_rss_bytes), "log_tail": _tail(log_path)}
+    return ChildOutcome(STATUS_CRASHED, error=error, returncode=ending.returncode)
+
+
+_POLL_S = 0.05
+_MEMORY_POLL_S = 0.5
+
+
+@dataclass
+class _ChildEnding:
+    returncode: int | None = None
+    max_rss_bytes: int | None = None  # peak resident memory of the child process itself (wait4)
+    timed_out: bool = False
+    memory_used: int | None = None  # set when the memory watchdog killed the child
+
+
+def _wait_for_child(process: subprocess.Popen, timeout_s: float, memory_limit_bytes: int | None) -> _ChildEnding:
+    """Reap the child with wait4 (for its peak RSS), killing it on the timeout or the memory limit."""
+    deadline = time.monotonic() + timeout_s
+    next_memory_check = 0.0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            # ru_maxrss is in KiB on Linux.
+            return _ChildEnding(process.returncode, max_rss_bytes=usage.ru_maxrss * 1024)
+        now = time.monotonic()
+        if now >= deadline:
+            _kill_group(process)
+            return _ChildEnding(process.returncode, timed_out=True)
+        if memory_limit_bytes is not None and now >= next_memory_check:
+            next_memory_check = now + _MEMORY_POLL_S
+            used = session_rss_bytes(process.pid)
+            if used > memory_limit_bytes:
+                _kill_group(process)
+                return _ChildEnding(process.returncode, memory_used=used)
+        time.sleep(_POLL_S)
+
+
+def session_rss_bytes(session_id: int) -> int:
+    """Sum the resident memory of every process in a session (the cell and its compiler workers), from /proc."""
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_path.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended while we listed /proc
+            continue
+        # After the command name: state, ppid, pgrp, session, ... rss is field 24 of stat(5).
+        if int(fields[3]) == session_id:
+            total += int(fields[21]) * page_size
+    return total
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value / 2**20:,.0f} MiB"
 
 
 # Lines TensorFlow's C++ runtime prints at import whatever the value of TF_CPP_MIN_LOG_LEVEL. They stay in the
@@ -236,20 +323,37 @@ def _kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.wait()
+    if process.returncode is None:
+        process.wait()
 
 
-def _crash_error(returncode: int) -> dict:
+def _crash_error(returncode: int, max_rss_bytes: int | None = None) -> dict:
+    memory = "" if max_rss_bytes is None else f"; its peak resident memory was {_mib(max_rss_bytes)}"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        message = f"cell process was killed by {name}"
+        message = f"cell process was killed by {name}{memory}"
         if -returncode == signal.SIGKILL:
-            message += " (out of memory, or killed from outside)"
-        return {"type": "Crash", "message": message, "signal": name}
-    return {"type": "Crash", "message": f"cell process exited with code {returncode} without a result"}
+            total = _total_memory_bytes()
+            of_total = f" of {_mib(total)} on this machine" if total and max_rss_bytes is not None else ""
+            message += f"{of_total} (out of memory, or killed from outside)"
+        elif -returncode == signal.SIGSEGV:
+            message += " (a segmentation fault in native code; the log tail shows the last step)"
+        return {"type": "Crash", "message": message, "signal": name, "max_rss_bytes": max_rss_bytes}
+    return {
+        "type": "Crash",
+        "message": f"cell process exited with code {returncode} without a result{memory}",
+        "max_rss_bytes": max_rss_bytes,
+    }
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
 
 
 def command_line() -> str:
@@ -271,11 +375,52 @@ def run_profile(
     resume: bool = False,
     keep_data: bool = False,
 ) -> RunSummary:
-    """Run every cell of `profile` into `run_dir`; one failing cell never stops the others."""
+    """Run every cell of `profile` into `run_dir`; one failing cell never stops the others.
+
+    The run holds `run_dir`'s lock throughout (RunLockedError when another process has it). Ctrl-C or
+    SIGTERM stops the running cell, which gets no record, and returns a summary with `interrupted_by`
+    set. A record that cannot be written raises RecordWriteError; the records written before it stay.
+    """
     backend_paths = backend_paths or {}
+    summary = RunSummary(run_dir.path)
+    lock = run_dir.lock()
+    lock.acquire({"command": command_line(), "started_at": utc_now()})
+    previous_sigterm = _stop_on_sigterm()
+    try:
+        _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume)
+    except KeyboardInterrupt as interruption:
+        summary.interrupted_by = getattr(interruption, "signal_name", "SIGINT")
+        stopped = f"; {summary.stopped_cell} was stopped and has no record" if summary.stopped_cell else ""
+        log.warning(
+            "interrupted by %s%s. Finished records are kept in %s; continue with `python -m bench all --resume %s`",
+            summary.interrupted_by,
+            stopped,
+            run_dir.path,
+            run_dir.path,
+        )
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+        if not keep_data:
+            shutil.rmtree(run_dir.path / "tmp", ignore_errors=True)
+        lock.release()
+    return summary
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise RunInterrupted; return the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise RunInterrupted(signal.Signals(signum).name)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume) -> None:
     cells = plan_cells(profile)
     threads = resolve_threads(profile)
-    summary = RunSummary(run_dir.path)
     env_info = environment()
 
     done = _finished_cells(run_dir) if resume else set()
@@ -304,30 +449,29 @@ def run_profile(
         }
     )
 
-    try:
-        for number, cell in enumerate(cells, start=1):
-            if cell.cell_id in done:
-                log.info("[%d/%d] %s: already finished, skipped (--resume)", number, len(cells), cell.cell_id)
-                summary.skipped.append(cell.cell_id)
-                continue
-            log.info("[%d/%d] %s: running", number, len(cells), cell.cell_id)
-            record = _run_one(
-                profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths, run_parts
-            )
-            summary.statuses[cell.cell_id] = record["status"]
-            _log_cell_end(number, len(cells), record)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        log.warning(
-            "interrupted: finished records are kept in %s; continue with "
-            "`python -m bench all --resume %s`",
-            run_dir.path,
-            run_dir.path,
+    for number, cell in enumerate(cells, start=1):
+        if cell.cell_id in done:
+            log.info("[%d/%d] %s: already finished, skipped (--resume)", number, len(cells), cell.cell_id)
+            summary.skipped.append(cell.cell_id)
+            continue
+        log.info("[%d/%d] %s: running", number, len(cells), cell.cell_id)
+        summary.stopped_cell = cell.cell_id
+        record = _run_one(
+            profile, cell, run_dir, data_path, provenance, env_info, threads, child_env, backend_paths, run_parts
         )
-    finally:
-        if not keep_data:
-            shutil.rmtree(run_dir.path / "tmp", ignore_errors=True)
-    return summary
+        summary.stopped_cell = None
+        try:
+            run_dir.write_record(record)
+        except OSError as error:
+            raise RecordWriteError(
+                error.errno,
+                f"could not write the record of {cell.cell_id} to {run_dir.record_path(cell.cell_id)}: "
+                f"{error.strerror or error}. The {len(summary.statuses)} records written before it are kept; "
+                f"free disk space or fix the permissions, then continue with "
+                f"`python -m bench all --resume {run_dir.path}`",
+            ) from error
+        summary.statuses[cell.cell_id] = record["status"]
+        _log_cell_end(number, len(cells), record)
 
 
 def _run_one(
@@ -355,6 +499,7 @@ def _run_one(
         profile.cell_timeout_s,
         child_env,
         log_path=Path(kwargs["artifacts_dir"]) / "stderr.log",
+        memory_limit_bytes=None if profile.cell_memory_limit_mb is None else profile.cell_memory_limit_mb * 2**20,
     )
     value = outcome.value or {}
     model = value.get("model")
@@ -395,7 +540,6 @@ def _run_one(
         "target_dataset": value.get("target_dataset"),
         "peak_rss_bytes": value.get("peak_rss_bytes"),
     }
-    run_dir.write_record(record)
     return record
 
 

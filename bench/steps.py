@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ import numpy as np
 
 from bench.backend import Backend, EpochReport, InputRange, TrainData, TrainOptions
 from bench.data import batch_indices
-from bench.spec import ModelSpec, TrainRecipe, get_model, initial_weights, load_weights, save_weights
+from bench.spec import (
+    ModelSpec,
+    TrainRecipe,
+    check_weights,
+    get_model,
+    initial_weights,
+    load_weights,
+    save_weights,
+)
 from bench.spec.model import with_dropout, without_dropout
 from bench.spec.strategy import (
     DistillParams,
@@ -360,10 +369,18 @@ def _load_cached_training(state: CellState, key: str) -> dict | None:
     info_path = state.cache_dir / f"{key}.json"
     if not (weights_path.exists() and info_path.exists()):
         return None
-    state.backend.set_weights(state.model, state.spec, load_weights(weights_path))
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        weights = load_weights(weights_path)
+        check_weights(state.spec, weights)
+        training = info["training"]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        # A damaged cache entry (say, from a machine crash) costs a retraining, never the cell.
+        log.warning("%s: cached training %s is unreadable (%s); training again", state.cell_id, key, error)
+        return None
+    state.backend.set_weights(state.model, state.spec, weights)
     log.info("%s: trained weights loaded from %s (trained by %s)", state.cell_id, weights_path, info["cell_id"])
-    return {**info["training"], "trained_by_cell": info["cell_id"], "step_details": info.get("step_details", {})}
+    return {**training, "trained_by_cell": info["cell_id"], "step_details": info.get("step_details", {})}
 
 
 def _save_cached_training(state: CellState, key: str, details: dict | None = None) -> None:
@@ -372,7 +389,10 @@ def _save_cached_training(state: CellState, key: str, details: dict | None = Non
     state.cache_dir.mkdir(parents=True, exist_ok=True)
     weights_path = state.cache_dir / f"{key}.npz"
     temporary = state.cache_dir / f".{key}.{os.getpid()}.npz"
-    save_weights(temporary, state.backend.get_weights(state.model, state.spec))
+    with temporary.open("wb") as handle:
+        save_weights(handle, state.backend.get_weights(state.model, state.spec))
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, weights_path)
     write_json_atomic(
         state.cache_dir / f"{key}.json",

@@ -7,9 +7,11 @@ same directory, flush, fsync, rename), so a killed process leaves either a compl
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 RECORDS_DIR = "records"
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
 
 # Cell statuses. "missing" means a backend raised NotImplementedError for a step: the cell has no
 # numbers and the report shows it as missing, never as a number.
@@ -62,6 +65,30 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
 
 
+def create_run_dir(runs_root: Path, now: datetime | None = None) -> RunDir:
+    """Create a new, empty run directory under `runs_root` named by the UTC time (suffix -2, -3... on a clash).
+
+    Raise OSError with the path and the fix when `runs_root` cannot be created or written.
+    """
+    run_id = new_run_id(now)
+    try:
+        Path(runs_root).mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 100):
+            path = Path(runs_root) / (run_id if attempt == 1 else f"{run_id}-{attempt}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return RunDir(path)
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"cannot create a run directory under {runs_root}: {error.strerror or error}; pass a writable "
+            "directory with --results-dir, or fix the permissions",
+        ) from error
+    raise FileExistsError(f"100 run directories named {run_id}* already exist under {runs_root}")
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -81,10 +108,21 @@ class RunDir:
         write_json_atomic(self.path / RUN_FILE, info)
 
     def read_run_info(self) -> dict:
+        """Return run.json as a dict, {} when there is none; raise ValueError naming the file when it is corrupt."""
         path = self.path / RUN_FILE
         if not path.exists():
             return {}
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{path} does not contain a JSON object; it is not a twinbench run file")
+        return info
+
+    def lock(self) -> RunLock:
+        """Return the lock that keeps a second run from writing into this directory at the same time."""
+        return RunLock(self.path / LOCK_FILE)
 
     def write_record(self, record: dict) -> Path:
         path = self.record_path(record["cell_id"])
@@ -110,6 +148,79 @@ class RunDir:
         return records, problems
 
 
+class RunLockedError(RuntimeError):
+    """Another process holds the lock of a run directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held by one process while it writes records.
+
+    The lock is an flock(2) on RUN_DIR/run.lock, so the kernel releases it when the holder exits, even by
+    SIGKILL: a lock file left behind by a killed run never blocks a resume. The file contains the holder
+    (pid, host, command, start time) so that the error can say who holds it. flock is not reliable on
+    some network file systems; there the lock may not exclude a second writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self, holder: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise OSError(
+                    error.errno,
+                    f"cannot write to run directory {self.path.parent}: {error.strerror or error}; "
+                    "fix its permissions, or start a new run with a writable --results-dir",
+                ) from error
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunLockedError(self._locked_message()) from None
+            # A holder that released the lock may have unlinked the file after we opened it: then we hold
+            # a lock on a deleted inode and must try again on the path's current file.
+            try:
+                same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                break
+            os.close(fd)
+        content = json.dumps({**holder, "pid": os.getpid(), "host": socket.gethostname()}, default=str)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (content + "\n").encode("utf-8"), 0)
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        # Unlink while still holding the lock, so no process can lock this file after we let go.
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def _locked_message(self) -> str:
+        try:
+            holder = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            holder = {}
+        holder_text = (
+            f"process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+            f"(command: {holder.get('command', '?')}; started {holder.get('started_at', '?')})"
+            if holder
+            else "another process"
+        )
+        return (
+            f"run directory {self.path.parent} is in use by {holder_text}; wait for that run to finish or stop it, "
+            f"or start a new run without --resume. The lock is {self.path}"
+        )
+
+
 def latest_run_dir(runs_root: Path) -> RunDir:
     """Return the most recent run directory under `runs_root` (run ids sort by time)."""
     candidates = sorted(p for p in Path(runs_root).glob("*") if (p / RECORDS_DIR).is_dir())
@@ -128,7 +239,12 @@ def published_run_dir(runs_root: Path, profiles: tuple[str, ...] = PUBLISHED_PRO
     """Return the newest run under `runs_root` that has records and was made with one of `profiles`."""
     candidates = sorted((path for path in Path(runs_root).glob("*") if (path / RECORDS_DIR).is_dir()), reverse=True)
     for path in candidates:
-        if RunDir(path).read_run_info().get("profile", {}).get("name") in profiles:
+        try:
+            info = RunDir(path).read_run_info()
+        except ValueError as error:
+            log.warning("skipping %s: %s", path, error)
+            continue
+        if info.get("profile", {}).get("name") in profiles:
             return RunDir(path)
     raise FileNotFoundError(
         f"no run with records and a profile in {profiles} under {runs_root} "

@@ -122,3 +122,48 @@ class HangingBackend(LinearBackend):
 
     def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
         time.sleep(3600)
+
+
+class SegfaultBackend(LinearBackend):
+    name = "fake-segfault"
+
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV in native code
+
+
+class MemoryHogBackend(LinearBackend):
+    """Touches 1 GiB, then sleeps: a cell that a memory limit below that must stop."""
+
+    name = "fake-memory-hog"
+
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
+        hog = np.ones(2**30, dtype=np.uint8)
+        time.sleep(60)
+        del hog
+        return super().train(model, spec, recipe, data, on_epoch, masks_for_epoch)
+
+
+# The sleepy backend blocks in training once: when this file does not exist yet, it creates it and sleeps,
+# so a test can interrupt a run in the middle of a cell and resume it afterwards.
+SLEEP_MARKER_ENV = "TWINBENCH_TEST_SLEEP_MARKER"
+
+
+class SleepyBackend(LinearBackend):
+    name = "fake-sleepy"
+
+    def train(self, model, spec, recipe, data, on_epoch, masks_for_epoch=None):
+        marker = Path(os.environ[SLEEP_MARKER_ENV])
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            time.sleep(600)
+        return super().train(model, spec, recipe, data, on_epoch, masks_for_epoch)
+
+
+def probe_network(host: str) -> dict:
+    """Raise the audit event a socket connection to `host` raises; no socket is opened."""
+    import sys
+
+    sys.audit("socket.connect", None, (host, 80))
+    return {"reached": host}
