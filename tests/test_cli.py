@@ -34,7 +34,7 @@ def test_list_names_everything():
 
 def test_unknown_profile_lists_valid_ones(caplog):
     assert main(["all", "--profile", "huge"]) == 2
-    assert "valid profiles: smoke, quick, full" in caplog.text
+    assert "valid profiles: smoke, quick, full, claim" in caplog.text
 
 
 def test_invalid_override_names_field(caplog):

@@ -224,7 +224,7 @@ def test_profiles_exist_and_quick_is_default():
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(ValueError, match="valid profiles: smoke, quick, full"):
+    with pytest.raises(ValueError, match="valid profiles: smoke, quick, full, claim"):
         get_profile("huge")
     with pytest.raises(ValueError, match="valid models: lenet5"):
         get_model("vgg")

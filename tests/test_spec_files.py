@@ -112,7 +112,7 @@ def test_resolve_profile_names_and_files(tmp_path):
 
 
 def test_resolve_profile_unknown_name():
-    with pytest.raises(ValueError, match="valid profiles: smoke, quick, full, or the path of a .toml or .json"):
+    with pytest.raises(ValueError, match="valid profiles: smoke, quick, full, claim, or the path of a .toml or .json"):
         resolve_profile("huge")
 
 
@@ -237,7 +237,7 @@ def test_directory_instead_of_file(tmp_path):
 
 
 def test_unknown_base(tmp_path):
-    expect_error(write(tmp_path, "b.toml", 'base = "huge"\n'), "unknown base profile 'huge'", "smoke, quick, full")
+    expect_error(write(tmp_path, "b.toml", 'base = "huge"\n'), "unknown base profile 'huge'", "smoke, quick, full, claim")
 
 
 def test_required_keys_without_base(tmp_path):
