@@ -251,7 +251,13 @@ def step_train(state: CellState, params: TrainParams) -> None:
     if not params.is_plain:
         record["params"] = _params_dict(params)
     cached = _load_cached_training(state, key)
-    if cached is not None:
+    if cached is not None and cached.get("trained_by_cell") == state.cell_id:
+        # This cell trained the network before its run was interrupted: the training is the cell's own, so
+        # its record reports it as trained here, as an uninterrupted run would.
+        cached.pop("trained_by_cell")
+        state.training = cached
+        record.update(from_cache=False, resumed_from_own_cache=True, **cached.pop("step_details", {}))
+    elif cached is not None:
         state.training = cached
         record.update(from_cache=True, **cached.pop("step_details", {}))
     else:

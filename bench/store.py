@@ -81,10 +81,11 @@ def create_run_dir(runs_root: Path, now: datetime | None = None) -> RunDir:
                 continue
             return RunDir(path)
     except OSError as error:
+        fix = " or fix its permissions" if isinstance(error, PermissionError) else ""
         raise OSError(
             error.errno,
             f"cannot create a run directory under {runs_root}: {error.strerror or error}; pass a writable "
-            "directory with --results-dir, or fix the permissions",
+            f"directory with --results-dir{fix}",
         ) from error
     raise FileExistsError(f"100 run directories named {run_id}* already exist under {runs_root}")
 
@@ -115,9 +116,9 @@ class RunDir:
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged") from None
+            raise RunFileError(path, f"is not valid JSON ({error}); the file is damaged") from None
         if not isinstance(info, dict):
-            raise ValueError(f"{path} does not contain a JSON object; it is not a twinbench run file")
+            raise RunFileError(path, "does not contain a JSON object; it is not a twinbench run file")
         return info
 
     def lock(self) -> RunLock:
@@ -146,6 +147,15 @@ class RunDir:
                 continue
             records.append(record)
         return records, problems
+
+
+class RunFileError(ValueError):
+    """A run's run.json is damaged; `reason` says how, without the path."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class RunLockedError(RuntimeError):

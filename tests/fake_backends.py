@@ -167,3 +167,16 @@ def probe_network(host: str) -> dict:
 
     sys.audit("socket.connect", None, (host, 80))
     return {"reached": host}
+
+
+class SleepyExportBackend(LinearBackend):
+    """Like SleepyBackend, but blocks once in the ONNX export, after training (and its cache entry) finished."""
+
+    name = "fake-sleepy-export"
+
+    def export_onnx(self, model, spec, path: Path):
+        marker = Path(os.environ[SLEEP_MARKER_ENV])
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            time.sleep(600)
+        return super().export_onnx(model, spec, path)

@@ -301,3 +301,37 @@ def test_report_survives_damaged_run_json(tmp_path):
     markdown = paths["markdown"].read_text()
     assert "`run.json`: **unreadable**" in markdown
     assert markdown.count("| baseline |") >= 2
+
+
+def test_resume_after_training_reuses_own_training(tmp_path):
+    reference = tmp_path / "reference"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.resilience_run", str(reference), "LinearBackend", "LinearBackend"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    run_dir = tmp_path / "run"
+    marker = tmp_path / "sleeping"
+    runner = start_runner(run_dir, marker, "SleepyExportBackend")
+    wait_for(marker, runner)
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=60)
+    resumed = start_runner(run_dir, marker, "SleepyExportBackend", "--resume")
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-3000:]
+
+    record = records_by_cell(run_dir)["tf-baseline-digits-lenet5-s0"]
+    train = record["steps"][0]
+    assert train["from_cache"] is False
+    assert train["resumed_from_own_cache"] is True
+    assert "trained_by_cell" not in record["training"]
+    expected = records_by_cell(reference)["tf-baseline-digits-lenet5-s0"]
+    # The fake backend's get_weights returns its initial weights, so a network restored from the cache
+    # does not predict like the trained one: compare the training, not the accuracy.
+    assert record["training"]["epoch_losses"] == expected["training"]["epoch_losses"]
+    assert record["training"]["time_to_accuracy"] == expected["training"]["time_to_accuracy"]
