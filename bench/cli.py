@@ -88,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where tables are written (default: the results directory that contains RUN_DIR, else results)",
     )
+    report.add_argument(
+        "--claim-run",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="RUN_DIR",
+        help="a further run (for example on the mnist-5k sample) whose records feed the claim check; repeatable",
+    )
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild the report from the records in a scratch directory and exit with status 1 if any committed "
+        "file differs (without RUN_DIR, the runs named in RESULTS_DIR/results.json)",
+    )
     report.set_defaults(handler=command_report)
 
     compare = commands.add_parser(
@@ -169,7 +183,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue RUN_DIR with its recorded profile, skipping cells that already have a finished record",
+        help="continue RUN_DIR with the profile in its run.json: cells with an ok or missing record are skipped, "
+        "failed, crashed, timed-out and unrun cells run; only --cell-timeout and --cell-memory-limit may change",
     )
     parser.add_argument("--data-dir", type=Path, help="look for dataset files here first")
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the profile)")
@@ -193,8 +208,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--cell-memory-limit",
         type=int,
         metavar="MIB",
-        help="stop a cell whose processes use more resident memory, in MiB, and record it as out of memory "
-        "(default: no limit, only the kernel's OOM killer)",
+        help="stop a cell whose processes use more resident memory, in MiB (at least 64), and record it as "
+        "crashed with error OutOfMemory (overrides the profile; default: no limit, only the kernel's OOM killer)",
     )
     parser.add_argument("--frameworks", type=_name_list, help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
     parser.add_argument(
@@ -203,6 +218,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated strategies (overrides the profile); valid: {','.join(STRATEGIES)}",
     )
     parser.add_argument("--no-report", action="store_true", help="write records only, skip the tables")
+    parser.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="skip the parity checks that run once before the cells (about 40 s on 2 cores)",
+    )
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -213,32 +233,43 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _name_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    names = tuple(part.strip() for part in text.split(","))
+    if not any(names) or not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names such as baseline,quantize, got {text!r}")
+    return names
 
 
 def command_all(args: argparse.Namespace) -> int:
     from bench.runner import run_profile
     from bench.store import create_run_dir
 
-    overrides = {
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "seeds": args.seeds,
-        "train_limit": args.train_limit,
-        "test_limit": args.test_limit,
-        "threads": args.threads,
-        "target_accuracy": args.target_accuracy,
-        "cell_timeout_s": args.cell_timeout,
-        "cell_memory_limit_mb": args.cell_memory_limit,
-        "frameworks": args.frameworks or ((args.framework,) if getattr(args, "framework", None) else None),
-        "strategies": (args.strategy,) if getattr(args, "strategy", None) else args.strategies,
-        "dataset": getattr(args, "dataset", None),
-    }
+    # Each override: (the option as typed, the profile field, the value or None when not given).
+    framework = getattr(args, "framework", None)
+    strategy = getattr(args, "strategy", None)
+    measured = [
+        ("--epochs", "epochs", args.epochs),
+        ("--learning-rate", "learning_rate", args.learning_rate),
+        ("--seeds", "seeds", args.seeds),
+        ("--train-limit", "train_limit", args.train_limit),
+        ("--test-limit", "test_limit", args.test_limit),
+        ("--threads", "threads", args.threads),
+        ("--target-accuracy", "target_accuracy", args.target_accuracy),
+        ("--framework" if framework else "--frameworks", "frameworks", (framework,) if framework else args.frameworks),
+        ("--strategy" if strategy else "--strategies", "strategies", (strategy,) if strategy else args.strategies),
+        ("--dataset", "dataset", getattr(args, "dataset", None)),
+    ]
+    # Limits on how a cell may run change no measurement, so a resumed run may raise them.
+    limits = [
+        ("--cell-timeout", "cell_timeout_s", args.cell_timeout),
+        ("--cell-memory-limit", "cell_memory_limit_mb", args.cell_memory_limit),
+    ]
+    overrides = {field: value for _, field, value in measured + limits}
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
 
     if args.resume:
-        run_dir, profile = _resumed_run(args, overrides)
+        run_dir, profile = _resumed_run(args, measured)
+        profile = profile.with_overrides(**{field: value for _, field, value in limits})
         results_dir = args.results_dir or run_dir.path.parent.parent
     else:
         profile = resolve_profile(args.profile or DEFAULT_PROFILE).with_overrides(**overrides)
@@ -246,12 +277,14 @@ def command_all(args: argparse.Namespace) -> int:
         run_dir = create_run_dir(results_dir / "runs")
     log.info("run %s: profile %s, records in %s", run_dir.run_id, profile.name, run_dir.path)
 
-    summary = run_profile(profile, run_dir, data_dir=args.data_dir, resume=bool(args.resume))
+    summary = run_profile(
+        profile, run_dir, data_dir=args.data_dir, resume=bool(args.resume), parity=not args.no_parity
+    )
 
     if summary.interrupted:
         # A partial matrix must not replace the tables of a finished run.
         log.warning("tables not rebuilt because the run is incomplete; `python -m bench report %s` builds them", run_dir.path)
-    elif not args.no_report and summary.statuses:
+    elif not args.no_report and (summary.statuses or summary.skipped):
         from bench.report import build_report
 
         paths = build_report(run_dir, results_dir)
@@ -260,8 +293,8 @@ def command_all(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _resumed_run(args: argparse.Namespace, overrides: dict):
-    """Open the run to resume and its recorded profile; options that would change it are rejected."""
+def _resumed_run(args: argparse.Namespace, measured: list[tuple[str, str, object]]):
+    """Open the run to resume and its recorded profile; options that would change a measurement are rejected."""
     from bench.spec import Profile
     from bench.store import RunDir
 
@@ -271,13 +304,13 @@ def _resumed_run(args: argparse.Namespace, overrides: dict):
     recorded = run_dir.read_run_info().get("profile")
     if not recorded:
         raise FileNotFoundError(f"--resume {args.resume}: no run.json with a profile; is it a twinbench run directory?")
-    changed = [f"--{name.replace('_', '-')}" for name, value in overrides.items() if value is not None]
+    changed = [option for option, _, value in measured if value is not None]
     if args.profile:
         changed.insert(0, "--profile")
     if changed:
         raise ValueError(
             f"--resume continues {args.resume} with the profile recorded in its run.json; "
-            f"drop {', '.join(changed)} or start a new run"
+            f"drop {', '.join(changed)} or start a new run (only --cell-timeout and --cell-memory-limit may change)"
         )
     return run_dir, Profile.from_dict(recorded, source=str(run_dir.path / "run.json"))
 
@@ -294,9 +327,10 @@ def _print_summary(summary) -> None:
         print(f"  {status}: {cell_id} (see {summary.run_dir / 'records' / (cell_id + '.json')})")
     if summary.interrupted:
         stopped = f" ({summary.stopped_cell} was stopped and will run again)" if summary.stopped_cell else ""
+        without = summary.planned - len(summary.statuses) - len(summary.skipped)
         print(
-            f"interrupted by {summary.interrupted_by}{stopped}; finished records are kept. "
-            f"Continue with: python -m bench all --resume {summary.run_dir}"
+            f"interrupted by {summary.interrupted_by}{stopped}; {without} of {summary.planned} planned cells have "
+            f"no record yet. Continue with: python -m bench all --resume {summary.run_dir}"
         )
 
 
@@ -304,18 +338,58 @@ def command_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
     from bench.store import RunDir, latest_run_dir
 
+    claim_runs = tuple(RunDir(path) for path in args.claim_run)
+    for claim in claim_runs:
+        if not claim.records_dir.is_dir():
+            raise FileNotFoundError(f"--claim-run {claim.path}: no records directory; pass a run directory of `bench all`")
+    if args.check:
+        return _check_report(args, claim_runs)
     if args.run_dir:
+        if not args.run_dir.is_dir():
+            raise FileNotFoundError(f"run directory {args.run_dir} not found; pass a directory such as results/runs/RUN_ID")
         run_dir = RunDir(args.run_dir)
         results_dir = args.results_dir or args.run_dir.resolve().parent.parent
     else:
         results_dir = args.results_dir or DEFAULT_RESULTS_DIR
         run_dir = latest_run_dir(results_dir / "runs")
-    paths = build_report(run_dir, results_dir)
+    paths = build_report(run_dir, results_dir, claim_runs)
     print(paths["markdown"].read_text(encoding="utf-8"))
-    log.info("wrote %s and %s", paths["markdown"], paths["csv"])
+    log.info(
+        "wrote %s, %s, %s, %s and %d figure(s)",
+        paths["markdown"],
+        paths["csv"],
+        paths["json"],
+        paths["html"],
+        len(paths["figures"]),
+    )
     if paths["problems"]:
-        log.error("%d record file(s) could not be read; they are listed in %s", len(paths["problems"]), paths["markdown"])
+        log.error(
+            "%d file(s) of the run could not be read; they are listed under 'Cells without numbers' in %s",
+            len(paths["problems"]),
+            paths["markdown"],
+        )
         return 1
+    return 0
+
+
+def _check_report(args: argparse.Namespace, claim_runs) -> int:
+    from bench.report_check import check_report
+    from bench.store import RunDir
+
+    results_dir = args.results_dir or (args.run_dir.resolve().parent.parent if args.run_dir else DEFAULT_RESULTS_DIR)
+    run_dir = RunDir(args.run_dir) if args.run_dir else None
+    differences = check_report(results_dir, run_dir, claim_runs)
+    for difference in differences:
+        print(difference)
+    if differences:
+        log.error(
+            "%d file(s) in %s differ from the report rebuilt from the records; run `python -m bench report` "
+            "and commit the result",
+            len(differences),
+            results_dir,
+        )
+        return 1
+    log.info("the report in %s matches its records", results_dir)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Build result tables from stored records alone: results.csv and a Markdown README.
+"""Build the report from stored records alone: README.md, results.csv, results.json, report.html, figures.
 
 One row per (cell, runtime). A cell that failed, crashed, timed out or is missing has one row with
 its status and no numbers, so a gap is visible as a gap and never as a number.
@@ -6,6 +6,7 @@ its status and no numbers, so a gap is visible as a gap and never as a number.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -13,13 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from bench.measure.timing import epoch_timing_validity
+from bench.report_claim import claim_section
 from bench.report_compression import compression_section, coverage_section, int8_section
+from bench.report_figures import FIGURES_DIR, Figure, draw_figures
+from bench.report_html import render_html
+from bench.report_json import results_document
+from bench.report_overview import overview_section
+from bench.report_parity import parity_section
 from bench.report_peft import peft_section
 from bench.report_runtimes import STATUS_SKIPPED, compute_peak_of, efficiency, not_measured_section, runtime_section
 from bench.report_seeds import seeds_section
 from bench.report_training import time_to_accuracy_section, trained_in_cell, training_section
 from bench.spec import FRAMEWORKS
-from bench.store import RUN_FILE, STATUS_OK, RunDir
+from bench.store import RUN_FILE, STATUS_OK, RunDir, RunFileError
 
 log = logging.getLogger(__name__)
 
@@ -285,15 +292,24 @@ def _ratio(numerator, denominator) -> float | None:
     return float(numerator) / float(denominator)
 
 
-def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
-    """Write results.csv and README.md for `run_dir` into `out_dir`; return their paths."""
+def build_report(
+    run_dir: RunDir, out_dir: Path, claim_runs: tuple[RunDir, ...] = (), *, relative_to: Path | None = None
+) -> dict:
+    """Write README.md, results.csv, results.json, report.html and figures/ for `run_dir` into `out_dir`.
+
+    `claim_runs` are further runs (say, on the mnist-5k sample) whose records feed only the claim check.
+    Paths in the files are relative to `relative_to` (default `out_dir`), so that a report built in a
+    scratch directory can be compared with the one in the results directory. Return the paths written,
+    the unreadable files (`problems`) and the planned cells without a record.
+    """
+    base = Path(relative_to or out_dir)
     records, problems = run_dir.read_records()
     try:
         info = run_dir.read_run_info()
-    except ValueError as error:
+    except RunFileError as error:
         # The tables come from the records; a damaged run.json only loses the run's header lines.
         info = {}
-        problems.append((run_dir.path / RUN_FILE, str(error)))
+        problems.append((run_dir.path / RUN_FILE, f"{error.reason}; the header lines of the report are missing"))
     for path, problem in problems:
         log.warning("%s: %s; it is listed under 'Cells without numbers' in the report", path, problem)
     if not records and not problems:
@@ -306,14 +322,59 @@ def build_report(run_dir: RunDir, out_dir: Path) -> dict[str, Path]:
             run_dir.path,
         )
 
+    claim_records = []
+    for claim_run in claim_runs:
+        more, more_problems = claim_run.read_records()
+        claim_records += more
+        problems += more_problems
+
     frame = records_frame(records)
+    claim_frame = pd.concat([frame, records_frame(claim_records)], ignore_index=True) if claim_records else frame
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     frame.to_csv(csv_path, index=False, float_format="%.6g")
+    figures = draw_figures(frame, out_dir)
+    sources = report_sources(run_dir, claim_runs, base)
+    json_path = out_dir / "results.json"
+    json_path.write_text(
+        json.dumps(results_document(frame, info, sources), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
     markdown_path = out_dir / "README.md"
-    markdown = render_markdown(frame, run_dir, records, problems, out_dir, info)
+    markdown = render_markdown(
+        frame, run_dir, records, problems, base, info, figures=figures, claim_frame=claim_frame, sources=sources
+    )
     markdown_path.write_text(markdown, encoding="utf-8")
-    return {"csv": csv_path, "markdown": markdown_path, "problems": problems, "unfinished": unfinished}
+    html_path = out_dir / "report.html"
+    html_path.write_text(render_html(markdown, out_dir), encoding="utf-8")
+    return {
+        "csv": csv_path,
+        "markdown": markdown_path,
+        "json": json_path,
+        "html": html_path,
+        "figures": [figure.path for figure in figures],
+        "problems": problems,
+        "unfinished": unfinished,
+    }
+
+
+def report_sources(run_dir: RunDir, claim_runs: tuple[RunDir, ...], base: Path) -> dict:
+    """Name the runs a report was built from, relative to `base`, so that `report --check` can rebuild it."""
+    import matplotlib
+
+    def location(path: Path) -> str:
+        # Relative when the run is inside `base` (a committed results directory), else absolute.
+        resolved = Path(path).resolve()
+        try:
+            return str(resolved.relative_to(Path(base).resolve()))
+        except ValueError:
+            return str(resolved)
+
+    return {
+        "run_dir": location(run_dir.path),
+        "claim_run_dirs": [location(claim.path) for claim in claim_runs],
+        # PNG bytes depend on the matplotlib version; `report --check` compares them only under the same one.
+        "matplotlib_version": matplotlib.__version__,
+    }
 
 
 def unfinished_cells(info: dict, records: list[dict], problems) -> list[str]:
@@ -323,9 +384,20 @@ def unfinished_cells(info: dict, records: list[dict], problems) -> list[str]:
 
 
 def render_markdown(
-    frame: pd.DataFrame, run_dir: RunDir, records: list[dict], problems, out_dir: Path, info: dict | None = None
+    frame: pd.DataFrame,
+    run_dir: RunDir,
+    records: list[dict],
+    problems,
+    out_dir: Path,
+    info: dict | None = None,
+    *,
+    figures: list[Figure] = (),
+    claim_frame: pd.DataFrame | None = None,
+    sources: dict | None = None,
 ) -> str:
     info = run_dir.read_run_info() if info is None else info
+    claim_frame = frame if claim_frame is None else claim_frame
+    claim_run_ids = [Path(path).name for path in (sources or {}).get("claim_run_dirs", [])]
     env = info.get("environment") or {}
     profile = info.get("profile") or {}
     lines = [
@@ -342,9 +414,11 @@ def render_markdown(
         f"- machine: {env.get('cpu_model', '?')}, {env.get('physical_cores', '?')} physical cores, "
         f"Python {env.get('python_version', '?')}, git commit {str(env.get('git_commit') or '?')[:12]}",
         "",
+        *overview_section(frame),
+        *figures_section(figures),
         "## Results",
         "",
-        "One row per framework, strategy and runtime. Accuracy and macro F1 are computed on the test split",
+        "One row per framework, strategy and runtime, in one table per strategy. Accuracy and macro F1 are computed on the test split",
         "from that runtime's own outputs. Robust accuracy is that runtime's accuracy on adversarial test",
         f"images: {_robustness_line(records)}.",
         "`train s/epoch` is the cell's first training phase: the baseline training, or the pretraining of a",
@@ -356,8 +430,7 @@ def render_markdown(
         "epochs' times vary by more than the same limit. `-` is a value that was not measured, or a p90 or",
         "p99 that needs more values (64 and 662).",
         "",
-        _main_table(frame),
-        "",
+        *_tables_by_strategy(frame),
     ]
     lines += _invalid_section(frame)
     lines += runtime_section(frame, records)
@@ -368,8 +441,10 @@ def render_markdown(
     lines += compression_section(frame)
     lines += int8_section(frame)
     lines += _framework_section(records)
+    lines += parity_section(run_dir.path)
     lines += seeds_section(records)
     lines += coverage_section(records)
+    lines += claim_section(claim_frame, claim_run_ids)
     lines += _failure_section(frame, problems, unfinished_cells(info, records, problems), run_dir)
     lines += _environment_section(env, records)
     return "\n".join(lines) + "\n"
@@ -399,6 +474,22 @@ def _robustness_line(records: list[dict]) -> str:
 def _throughput_batch(frame: pd.DataFrame) -> str:
     sizes = sorted({int(size) for size in frame["throughput_batch_size"].dropna()})
     return ", ".join(str(size) for size in sizes) or "-"
+
+
+def figures_section(figures) -> list[str]:
+    if not figures:
+        return []
+    lines = ["## Figures", ""]
+    for figure in figures:
+        lines += [f"### {figure.title}", "", f"![{figure.title}]({FIGURES_DIR}/{figure.path.name})", "", figure.caption, ""]
+    return lines
+
+
+def _tables_by_strategy(frame: pd.DataFrame) -> list[str]:
+    lines = []
+    for strategy in sorted(frame["strategy"].dropna().unique()):
+        lines += [f"### {strategy}", "", _main_table(frame[frame["strategy"] == strategy]), ""]
+    return lines
 
 
 def _main_table(frame: pd.DataFrame) -> str:

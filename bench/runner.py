@@ -28,6 +28,7 @@ from bench.data import DATA_DIR_ENV, load_dataset, normalization, subset
 from bench.manifest import cell_manifest, run_manifest
 from bench.measure import environment, physical_cores
 from bench.measure.peak import compute_peak
+from bench.report_parity import PARITY_FILE
 from bench.spec import Profile, get_model, get_strategy
 from bench.store import (
     SCHEMA_VERSION,
@@ -62,6 +63,7 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     interrupted_by: str | None = None  # "SIGINT" (Ctrl-C) or "SIGTERM" when the run was stopped
     stopped_cell: str | None = None  # the cell that was running when the run was stopped
+    planned: int = 0  # cells in the profile's matrix
 
     @property
     def interrupted(self) -> bool:
@@ -218,14 +220,18 @@ def run_child(
     pump.join(timeout=5)
 
     if ending.timed_out:
-        error = {"type": "Timeout", "message": f"timed out after {timeout_s:.0f} s; the process was killed"}
+        error = {
+            "type": "Timeout",
+            "message": f"timed out after {timeout_s:.0f} s; the process was killed (raise the limit with "
+            "--cell-timeout, which a resumed run accepts)",
+        }
         return ChildOutcome(STATUS_TIMEOUT, error={**error, "log_tail": _tail(log_path)})
     if ending.memory_used is not None:
         error = {
             "type": "OutOfMemory",
             "message": f"the cell's processes used {_mib(ending.memory_used)} resident memory, over the limit of "
-            f"{_mib(memory_limit_bytes)}; the process was killed (raise the profile's cell_memory_limit_mb "
-            "or lower the batch size or data limits)",
+            f"{_mib(memory_limit_bytes)}; the process was killed (raise the limit with --cell-memory-limit, "
+            "which a resumed run accepts, or lower the batch size or data limits)",
             "signal": "SIGKILL",
             "memory_bytes": ending.memory_used,
         }
@@ -374,8 +380,11 @@ def run_profile(
     backend_paths: dict[str, str] | None = None,
     resume: bool = False,
     keep_data: bool = False,
+    parity: bool = False,
 ) -> RunSummary:
     """Run every cell of `profile` into `run_dir`; one failing cell never stops the others.
+
+    With `parity`, the parity checks of bench.parity run once before the cells, into RUN_DIR/parity.json.
 
     The run holds `run_dir`'s lock throughout (RunLockedError when another process has it). Ctrl-C or
     SIGTERM stops the running cell, which gets no record, and returns a summary with `interrupted_by`
@@ -387,12 +396,13 @@ def run_profile(
     lock.acquire({"command": command_line(), "started_at": utc_now()})
     previous_sigterm = _stop_on_sigterm()
     try:
-        _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume)
+        _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume, parity)
     except KeyboardInterrupt as interruption:
         summary.interrupted_by = getattr(interruption, "signal_name", "SIGINT")
         stopped = f"; {summary.stopped_cell} was stopped and has no record" if summary.stopped_cell else ""
         log.warning(
-            "interrupted by %s%s. Finished records are kept in %s; continue with `python -m bench all --resume %s`",
+            "interrupted by %s%s. The records of finished cells are kept in %s; continue with "
+            "`python -m bench all --resume %s`",
             summary.interrupted_by,
             stopped,
             run_dir.path,
@@ -418,8 +428,9 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume) -> None:
+def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume, parity=False) -> None:
     cells = plan_cells(profile)
+    summary.planned = len(cells)
     threads = resolve_threads(profile)
     env_info = environment()
 
@@ -449,6 +460,9 @@ def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume) -> No
         }
     )
 
+    if parity:
+        run_parity(profile, run_dir, backend_paths)
+
     for number, cell in enumerate(cells, start=1):
         if cell.cell_id in done:
             log.info("[%d/%d] %s: already finished, skipped (--resume)", number, len(cells), cell.cell_id)
@@ -472,6 +486,31 @@ def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume) -> No
             ) from error
         summary.statuses[cell.cell_id] = record["status"]
         _log_cell_end(number, len(cells), record)
+
+
+def run_parity(profile: Profile, run_dir: RunDir, backend_paths: dict[str, str]) -> dict:
+    """Check that the profile's frameworks build and train the same network; store the report in the run.
+
+    A resumed run keeps the report it already has. A failure of the check itself is stored as the
+    report's problem, so the cells still run.
+    """
+    from bench.parity import check_parity
+
+    path = run_dir.path / PARITY_FILE
+    if path.exists():
+        log.info("parity: kept the report in %s", path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    log.info("parity: checking %s in %s", profile.model, ", ".join(profile.frameworks))
+    start = time.perf_counter()
+    try:
+        report = check_parity(profile.model, profile.seeds[0], frameworks=profile.frameworks, backend_paths=backend_paths)
+    except Exception as error:  # noqa: BLE001 - the benchmark cells do not depend on the check
+        log.error("parity check failed: %s: %s", type(error).__name__, error)
+        report = {"model": profile.model, "passed": False, "problems": [f"{type(error).__name__}: {error}"]}
+    report["seconds"] = time.perf_counter() - start
+    write_json_atomic(path, report)
+    log.info("parity: %s in %.0f s; report in %s", "passed" if report.get("passed") else "FAILED", report["seconds"], path)
+    return report
 
 
 def _run_one(

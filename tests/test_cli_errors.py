@@ -62,3 +62,39 @@ def test_new_runs_in_same_second_get_distinct_directories(tmp_path):
     first, second = create_run_dir(tmp_path, now), create_run_dir(tmp_path, now)
     assert first.run_id == "20261205T060000Z"
     assert second.run_id == "20261205T060000Z-2"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--epochs", "3"], "--epochs"),
+        (["--learning-rate", "0.1", "--seeds", "0,1"], "--learning-rate, --seeds"),
+        (["--frameworks", "torch"], "--frameworks"),
+    ],
+)
+def test_resume_rejection_names_options_as_typed(tmp_path, caplog, options, named):
+    run_dir = RunDir(tmp_path / "runs" / "RUN")
+    run_dir.write_run_info({"profile": get_profile("smoke").to_dict()})
+    assert main(["all", "--resume", str(run_dir.path), *options]) == 2
+    assert f"drop {named} or start a new run" in caplog.text
+    assert "--cell-timeout and --cell-memory-limit may change" in caplog.text
+
+
+def test_run_rejection_names_single_framework_option(tmp_path, caplog):
+    run_dir = RunDir(tmp_path / "runs" / "RUN")
+    run_dir.write_run_info({"profile": get_profile("smoke").to_dict()})
+    assert main(["run", "--resume", str(run_dir.path), "--framework", "torch"]) == 2
+    assert "drop --framework or" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["baseline,,quantize", ",", ""])
+def test_empty_name_in_list_rejected(value, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["all", "--strategies", value])
+    assert raised.value.code == 2
+    assert "expected comma-separated names" in capsys.readouterr().err
+
+
+def test_report_of_missing_run_directory(tmp_path, caplog):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert f"run directory {tmp_path / 'nope'} not found" in caplog.text

@@ -10,9 +10,21 @@ import pytest
 from tests.frameworks import needs_both
 
 
-def run_smoke(results):
+def run_smoke(results, *options):
     return subprocess.run(
-        [sys.executable, "-m", "bench", "all", "--profile", "smoke", "--strategies", "baseline", "--results-dir", str(results)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "all",
+            "--profile",
+            "smoke",
+            "--strategies",
+            "baseline",
+            "--results-dir",
+            str(results),
+            *options,
+        ],
         capture_output=True,
         text=True,
         timeout=900,
@@ -84,9 +96,19 @@ def test_smoke_run_report_has_both_frameworks(smoke_run):
         assert float(row["latency_ms_p50"]) > 0
         assert float(row["throughput_samples_per_s"]) > 0
     markdown = (results / "README.md").read_text()
-    results_table = markdown.split("## Results")[1].split("##")[0]
+    results_table = markdown.split("\n## Results\n")[1].split("\n## ")[0]
     assert results_table.count("| baseline |") == len(rows)
     assert "## torch vs tf" in markdown
+
+
+@needs_both
+def test_smoke_run_stores_parity_report(smoke_run):
+    _, results = smoke_run
+    (parity_path,) = (results / "runs").glob("*/parity.json")
+    report = json.loads(parity_path.read_text())
+    assert report["passed"] is True, report["problems"]
+    assert set(report["frameworks"]) == {"torch", "tf"}
+    assert report["comparisons"][0]["logits_max_abs_diff"] < report["tolerances"]["logits_across_frameworks"]
 
 
 @needs_both
@@ -100,7 +122,7 @@ def test_smoke_run_progress_log(smoke_run):
 def test_same_seed_reproduces_bit_for_bit(smoke_run, tmp_path):
     """A second run with the same seed on the same machine trains to identical weights and accuracies."""
     _, first_results = smoke_run
-    completed = run_smoke(tmp_path)
+    completed = run_smoke(tmp_path, "--no-parity")
     assert completed.returncode == 0, completed.stderr[-4000:]
     first, second = records(first_results), records(tmp_path)
     assert sorted(first) == sorted(second) == [

@@ -133,7 +133,9 @@ def test_report_rows_and_columns(tmp_path):
     assert "| missing |" in markdown
     assert "not implemented" in markdown
     # A skipped runtime is listed with its reason, never as a row of the Results table.
-    results_table = markdown.split("## Results")[1].split("##")[0]
+    results_table = markdown.split("\n## Results\n")[1].split("\n## ")[0]
+    assert "### baseline" in results_table
+    assert "| torch | baseline | digits | numpy |" in results_table
     assert "onnxruntime-cuda" not in results_table
     not_measured = markdown.split("### Runtimes not measured on this machine")[1].split("##")[0]
     assert "| onnxruntime-cuda | torch | 1 |" in not_measured
