@@ -59,7 +59,7 @@ def pareto_front(sizes: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
 
 
 def model_points(measured: pd.DataFrame) -> pd.DataFrame:
-    """One point per framework, strategy and model file: the ONNX fp32 and int8 exports, mean over seeds."""
+    """Average each ONNX export (fp32 and int8) over seeds: one point per framework, strategy and model file."""
     onnx = measured[measured["runtime"].isin(["onnxruntime", "onnxruntime-int8"]) & measured["size_gzip_bytes"].notna()]
     return (
         onnx.groupby(["framework", "strategy", "runtime"], as_index=False)
