@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=command_list)
 
     report = commands.add_parser("report", help="rebuild results.csv and README.md from stored records")
-    report.add_argument("run_dir", nargs="?", type=Path, help="run directory (default: the latest under RESULTS_DIR/runs)")
+    report.add_argument(
+        "run_dir",
+        nargs="?",
+        type=Path,
+        help="run directory (default: the runs named in RESULTS_DIR/results.json, else the latest run under "
+        "RESULTS_DIR/runs that is not a claim run)",
+    )
     report.add_argument(
         "--results-dir",
         type=Path,
@@ -350,8 +356,16 @@ def command_report(args: argparse.Namespace) -> int:
         run_dir = RunDir(args.run_dir)
         results_dir = args.results_dir or args.run_dir.resolve().parent.parent
     else:
+        from bench.report_check import report_sources
+
         results_dir = args.results_dir or DEFAULT_RESULTS_DIR
-        run_dir = latest_run_dir(results_dir / "runs")
+        if (results_dir / "results.json").exists():
+            # Rebuild what is there: the runs the current tables were built from, claim runs included.
+            run_dir, recorded_claims, _ = report_sources(results_dir)
+            claim_runs = claim_runs or recorded_claims
+        else:
+            run_dir = latest_run_dir(results_dir / "runs")
+    log.info("report of %s%s", run_dir.path, "".join(f", claim run {claim.path}" for claim in claim_runs))
     paths = build_report(run_dir, results_dir, claim_runs)
     print(paths["markdown"].read_text(encoding="utf-8"))
     log.info(

@@ -231,14 +231,23 @@ class RunLock:
         )
 
 
+# Runs of these profiles only feed the claim check of another run's report (`bench report --claim-run`).
+CLAIM_PROFILES = ("claim",)
+
+
 def latest_run_dir(runs_root: Path) -> RunDir:
-    """Return the most recent run directory under `runs_root` (run ids sort by time)."""
-    candidates = sorted(p for p in Path(runs_root).glob("*") if (p / RECORDS_DIR).is_dir())
-    if not candidates:
-        raise FileNotFoundError(
-            f"no run directory with records under {runs_root}; run `python -m bench all` first"
-        )
-    return RunDir(candidates[-1])
+    """Return the most recent run directory under `runs_root` (run ids sort by time), claim runs excepted."""
+    candidates = sorted((p for p in Path(runs_root).glob("*") if (p / RECORDS_DIR).is_dir()), reverse=True)
+    for path in candidates:
+        try:
+            profile = RunDir(path).read_run_info().get("profile", {}).get("name")
+        except ValueError:
+            profile = None  # a damaged run.json: the report lists it, so the run is still a candidate
+        if profile not in CLAIM_PROFILES:
+            return RunDir(path)
+    raise FileNotFoundError(
+        f"no run directory with records under {runs_root}, other than claim runs; run `python -m bench all` first"
+    )
 
 
 # Profiles whose runs are published in results/: a local smoke run must not replace them.

@@ -98,3 +98,13 @@ def test_empty_name_in_list_rejected(value, capsys):
 def test_report_of_missing_run_directory(tmp_path, caplog):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert f"run directory {tmp_path / 'nope'} not found" in caplog.text
+
+
+def test_latest_run_skips_claim_runs(tmp_path):
+    from bench.store import latest_run_dir
+
+    for run_id, profile in (("20261201T000000Z", "quick"), ("20261202T000000Z", "claim")):
+        run_dir = RunDir(tmp_path / run_id)
+        run_dir.records_dir.mkdir(parents=True)
+        run_dir.write_run_info({"profile": {"name": profile}})
+    assert latest_run_dir(tmp_path).run_id == "20261201T000000Z"

@@ -28,8 +28,9 @@ def test_report_check_finds_edited_table(tmp_path):
     copy = tmp_path / "results"
     (copy / "runs").mkdir(parents=True)
     document = json.loads((RESULTS / "results.json").read_text())
-    run_dir = RESULTS / document["run_dir"]
-    shutil.copytree(run_dir, copy / "runs" / run_dir.name, ignore=shutil.ignore_patterns("artifacts", "cache"))
+    for relative in [document["run_dir"], *document["claim_run_dirs"]]:
+        run_dir = RESULTS / relative
+        shutil.copytree(run_dir, copy / "runs" / run_dir.name, ignore=shutil.ignore_patterns("artifacts", "cache"))
     for name in ("README.md", "results.csv", "results.json", "report.html"):
         (copy / name).write_bytes((RESULTS / name).read_bytes())
     (copy / "figures").mkdir()
