@@ -91,5 +91,5 @@ def exit_with_parent(parent_pid: int) -> None:
         log.warning("prctl(PR_SET_PDEATHSIG) failed with errno %d; this process may outlive the runner", ctypes.get_errno())
         return
     if os.getppid() != parent_pid:
-        # The parent died between fork and prctl: nobody is waiting for this result.
+        # The parent died between fork and prctl, so no process is waiting for this result.
         os._exit(1)

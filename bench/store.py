@@ -150,7 +150,7 @@ class RunDir:
 
 
 class RunFileError(ValueError):
-    """A run's run.json is damaged; `reason` says how, without the path."""
+    """A run's run.json is damaged; `reason` describes the damage without repeating the path."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path} {reason}")

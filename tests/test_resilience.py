@@ -46,6 +46,19 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 120) -> N
         time.sleep(0.1)
 
 
+def run_reference(run_dir: Path) -> None:
+    """Run the whole matrix without interruption, as the run an interrupted one must match."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.resilience_run", str(run_dir), "LinearBackend", "LinearBackend"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -83,15 +96,7 @@ def comparable(record: dict) -> dict:
 
 def test_sigkill_mid_cell_then_resume_matches_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    completed = subprocess.run(
-        [sys.executable, "-m", "tests.resilience_run", str(reference), "LinearBackend", "LinearBackend"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_reference(reference)
     expected = records_by_cell(reference)
     assert len(expected) == CELLS
 
@@ -305,15 +310,7 @@ def test_report_survives_damaged_run_json(tmp_path):
 
 def test_resume_after_training_reuses_own_training(tmp_path):
     reference = tmp_path / "reference"
-    completed = subprocess.run(
-        [sys.executable, "-m", "tests.resilience_run", str(reference), "LinearBackend", "LinearBackend"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_reference(reference)
 
     run_dir = tmp_path / "run"
     marker = tmp_path / "sleeping"

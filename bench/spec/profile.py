@@ -280,8 +280,8 @@ def load_profile_file(path: str | os.PathLike) -> Profile:
     nested specs. Lists become tuples and a JSON null means None. With `base = "NAME"` the file's values
     override the built-in profile NAME (nested tables key by key) and `name` defaults to the file's
     stem. Without a base the dataclass defaults apply and `name` and `dataset` are required. In both
-    cases `description` defaults to "from " and the file name. TOML has no null, so a field that the base sets (such as
-    target_accuracy) cannot be reset to None from a TOML file; a JSON file can.
+    cases `description` defaults to "from " and the file name. TOML has no null, so a TOML file cannot
+    reset to None a field that the base sets (such as target_accuracy). A JSON file can.
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for anything invalid.
     """
