@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -411,6 +412,7 @@ def render_markdown(
         f"batch {profile.get('batch_size', '?')}, seeds {profile.get('seeds', '?')}), "
         f"threads per framework: {info.get('threads', '?')}",
         f"- dataset: {_dataset_line(info.get('dataset') or {})}",
+        f"- wall time: {wall_time_line(info, records)}",
         f"- machine: {env.get('cpu_model', '?')}, {env.get('physical_cores', '?')} physical cores, "
         f"Python {env.get('python_version', '?')}, git commit {str(env.get('git_commit') or '?')[:12]}",
         "",
@@ -637,6 +639,33 @@ def _environment_section(env: dict, records: list[dict]) -> list[str]:
     for name, version in sorted({**{k: v for k, v in packages.items() if v}, **versions}.items()):
         lines.append(f"| {name} | {version} |")
     return lines + [""]
+
+
+def wall_time_line(info: dict, records: list[dict]) -> str:
+    """Describe how long the run took: from its start to its last record, and the cells' own sum.
+
+    The span includes any pause between an interruption and `--resume`, so the sum of the cells'
+    wall_seconds is given beside it.
+    """
+    finished = [record["finished_at"] for record in records if record.get("finished_at")]
+    started_at = info.get("started_at")
+    if not started_at or not finished:
+        return "unknown (run.json has no start time or no record has a finish time)"
+    start = datetime.fromisoformat(started_at).astimezone(timezone.utc)
+    end = max(datetime.fromisoformat(stamp) for stamp in finished).astimezone(timezone.utc)
+    cells_s = sum(record.get("wall_seconds") or 0.0 for record in records)
+    resumed = len(info.get("resumed_at") or [])
+    resumed_text = {0: "", 1: ", resumed once"}.get(resumed, f", resumed {resumed} times")
+    return (
+        f"{_duration((end - start).total_seconds())} from the start ({start:%Y-%m-%d %H:%M} UTC) to the last "
+        f"record ({end:%Y-%m-%d %H:%M} UTC){resumed_text}; the {len(records)} cells' own times add up to "
+        f"{_duration(cells_s)}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _dataset_line(dataset: dict) -> str:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench.report import build_report
+from bench.report import build_report, wall_time_line
 from bench.runner import run_profile
 from bench.spec import TimingSpec, get_profile
 from bench.store import RunDir
@@ -164,3 +164,25 @@ def test_report_compares_frameworks(tmp_path):
     assert "| baseline | digits | 0 |" in comparison
     # Both fake cells train the same numpy model on the same order, so the gap is exactly zero.
     assert "+0.00 |" in comparison
+
+
+def test_wall_time_line_spans_a_resumed_run():
+    info = {"started_at": "2026-12-05T07:19:13+00:00", "resumed_at": ["2026-12-05T08:44:06+00:00"]}
+    records = [
+        {"finished_at": "2026-12-05T07:49:58+00:00", "wall_seconds": 1800.0},
+        {"finished_at": "2026-12-05T09:30:30+01:00", "wall_seconds": 2700.5},
+    ]
+    line = wall_time_line(info, records)
+    # The span runs to the latest finish (08:30 UTC), whatever offset the record carries.
+    assert line.startswith("1 h 11 min from the start (2026-12-05 07:19 UTC) to the last record (2026-12-05 08:30 UTC)")
+    assert ", resumed once;" in line
+    assert line.endswith("the 2 cells' own times add up to 1 h 15 min")
+    assert wall_time_line({}, records).startswith("unknown")
+    assert wall_time_line(info, []).startswith("unknown")
+
+
+def test_report_header_names_the_wall_time(tmp_path):
+    _, run_dir, _ = run(tmp_path, "LinearBackend", "LinearBackend")
+    markdown = build_report(run_dir, tmp_path / "out")["markdown"].read_text()
+    assert "- wall time: " in markdown
+    assert "the 2 cells' own times add up to" in markdown
