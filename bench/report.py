@@ -413,8 +413,7 @@ def render_markdown(
         f"threads per framework: {info.get('threads', '?')}",
         f"- dataset: {_dataset_line(info.get('dataset') or {})}",
         f"- wall time: {wall_time_line(info, records)}",
-        f"- machine: {env.get('cpu_model', '?')}, {env.get('physical_cores', '?')} physical cores, "
-        f"Python {env.get('python_version', '?')}, git commit {str(env.get('git_commit') or '?')[:12]}",
+        f"- machine: {_machine_line(env)}",
         "",
         *overview_section(frame),
         *figures_section(figures),
@@ -660,6 +659,17 @@ def wall_time_line(info: dict, records: list[dict]) -> str:
         f"{_duration((end - start).total_seconds())} from the start ({start:%Y-%m-%d %H:%M} UTC) to the last "
         f"record ({end:%Y-%m-%d %H:%M} UTC){resumed_text}; the {len(records)} cells' own times add up to "
         f"{_duration(cells_s)}"
+    )
+
+
+def _machine_line(env: dict) -> str:
+    memory = env.get("memory_total_bytes")
+    memory_text = f", {memory / 2**30:.1f} GiB RAM" if memory else ""
+    dirty = {True: " (the tree had uncommitted or untracked files)", None: " (tree state unknown)"}
+    return (
+        f"{env.get('cpu_model', '?')}, {env.get('physical_cores', '?')} physical cores{memory_text}, "
+        f"{env.get('platform', '?')}, Python {env.get('python_version', '?')}, "
+        f"git commit {str(env.get('git_commit') or '?')[:12]}{dirty.get(env.get('git_dirty'), '')}"
     )
 
 

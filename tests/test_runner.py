@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench.report import build_report, wall_time_line
+from bench.report import _machine_line, build_report, wall_time_line
 from bench.runner import run_profile
 from bench.spec import TimingSpec, get_profile
 from bench.store import RunDir
@@ -186,3 +186,12 @@ def test_report_header_names_the_wall_time(tmp_path):
     markdown = build_report(run_dir, tmp_path / "out")["markdown"].read_text()
     assert "- wall time: " in markdown
     assert "the 2 cells' own times add up to" in markdown
+
+
+def test_machine_line_says_when_the_tree_was_dirty():
+    env = {"cpu_model": "AMD EPYC", "physical_cores": 2, "memory_total_bytes": 24 * 2**30, "git_commit": "a" * 40}
+    clean = _machine_line({**env, "git_dirty": False})
+    assert clean.startswith("AMD EPYC, 2 physical cores, 24.0 GiB RAM, ")
+    assert clean.endswith("git commit aaaaaaaaaaaa")
+    assert _machine_line({**env, "git_dirty": True}).endswith("(the tree had uncommitted or untracked files)")
+    assert _machine_line({**env, "git_dirty": None}).endswith("(tree state unknown)")
