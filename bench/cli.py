@@ -275,10 +275,10 @@ def command_all(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir, profile = _resumed_run(args, measured)
-        profile = profile.with_overrides(**{field: value for _, field, value in limits})
+        profile = _with_options(profile, limits)
         results_dir = args.results_dir or run_dir.path.parent.parent
     else:
-        profile = resolve_profile(args.profile or DEFAULT_PROFILE).with_overrides(**overrides)
+        profile = _with_options(resolve_profile(args.profile or DEFAULT_PROFILE), measured + limits)
         results_dir = args.results_dir or DEFAULT_RESULTS_DIR
         run_dir = create_run_dir(results_dir / "runs")
     log.info("run %s: profile %s, records in %s", run_dir.run_id, profile.name, run_dir.path)
@@ -297,6 +297,17 @@ def command_all(args: argparse.Namespace) -> int:
         log.info("report: %s, %s", paths["markdown"], paths["csv"])
     _print_summary(summary)
     return summary.exit_code
+
+
+def _with_options(profile, options: list[tuple[str, str, object]]):
+    """Apply (option, profile field, value) overrides; an invalid value's error names its option."""
+    from bench.spec import name_fields_as_keys
+
+    given = {field: option for option, field, value in options if value is not None}
+    try:
+        return profile.with_overrides(**{field: value for _, field, value in options})
+    except ValueError as error:
+        raise ValueError(name_fields_as_keys(str(error), given)) from None
 
 
 def _resumed_run(args: argparse.Namespace, measured: list[tuple[str, str, object]]):
@@ -503,7 +514,7 @@ def command_env(args: argparse.Namespace) -> int:
     from bench.measure.peak import compute_peak
     from bench.runner import child_environment, resolve_threads
 
-    profile = resolve_profile(args.profile or DEFAULT_PROFILE).with_overrides(threads=args.threads)
+    profile = _with_options(resolve_profile(args.profile or DEFAULT_PROFILE), [("--threads", "threads", args.threads)])
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
     threads = resolve_threads(profile)

@@ -274,7 +274,7 @@ def test_env_reports_missing_dataset(capsys, monkeypatch) -> None:
 
 def test_env_rejects_invalid_threads(caplog) -> None:
     assert main(["env", "--threads", "0", "--no-frameworks"]) == 2
-    assert "Profile.threads" in caplog.text
+    assert "--threads must be an integer" in caplog.text
 
 
 def test_env_rejects_missing_data_dir(tmp_path, caplog) -> None:

@@ -6,7 +6,15 @@ import re
 import pytest
 
 from bench.cli import main
-from bench.spec import PROFILES, Profile, TimingSpec, get_profile, load_profile_file, resolve_profile
+from bench.spec import (
+    PROFILES,
+    Profile,
+    TimingSpec,
+    get_profile,
+    load_profile_file,
+    name_fields_as_keys,
+    resolve_profile,
+)
 from bench.spec.strategy import AttackParams
 
 FAST_TOML = """\
@@ -172,14 +180,14 @@ def test_unknown_key_without_close_match(tmp_path):
 @pytest.mark.parametrize(
     ("text", "parts"),
     [
-        ('base = "quick"\nepochs = "3"\n', ("TrainRecipe.epochs", "'3'")),
-        ('base = "quick"\nepochs = 2.5\n', ("TrainRecipe.epochs", "2.5")),
-        ('base = "quick"\nthreads = true\n', ("Profile.threads", "True")),
+        ('base = "quick"\nepochs = "3"\n', ("'epochs'", "'3'")),
+        ('base = "quick"\nepochs = 2.5\n', ("'epochs'", "2.5")),
+        ('base = "quick"\nthreads = true\n', ("'threads'", "True")),
         ('base = "quick"\nstrategies = "baseline"\n', ("'strategies' must be a list", "'baseline'")),
         ('base = "quick"\n[frameworks]\ntorch = 1\n', ("'frameworks' must be a list",)),
         ('base = "quick"\ntiming = [1, 2]\n', ("'timing' must be a table of TimingSpec fields",)),
-        ('base = "quick"\nseeds = ["0"]\n', ("Profile.seeds", "'0'")),
-        ('base = "quick"\ndescription = 5\n', ("Profile.description must be a string",)),
+        ('base = "quick"\nseeds = ["0"]\n', ("'seeds'", "'0'")),
+        ('base = "quick"\ndescription = 5\n', ("'description' must be a string",)),
         ("base = 3\n", ("unknown base profile 3",)),
     ],
 )
@@ -190,14 +198,14 @@ def test_wrong_type_named(tmp_path, text, parts):
 @pytest.mark.parametrize(
     ("text", "parts"),
     [
-        ('base = "quick"\nepochs = 0\n', ("TrainRecipe.epochs must be an integer in [1, 10000], got 0",)),
-        ('base = "quick"\nseeds = []\n', ("Profile.seeds must be a non-empty tuple",)),
-        ('base = "quick"\nseeds = [1, 1]\n', ("Profile.seeds must not repeat an entry",)),
-        ('base = "quick"\nlearning_rate = nan\n', ("TrainRecipe.learning_rate", "nan")),
-        ('base = "quick"\ncell_timeout_s = inf\n', ("Profile.cell_timeout_s", "inf")),
-        ('base = "quick"\n[timing]\nmin_duration_s = 50.0\n', ("TimingSpec.max_duration_s",)),
-        ('base = "quick"\n[robustness]\nepsilon = 2.0\n', ("AttackParams.epsilon",)),
-        ('base = "quick"\nlr_schedule = "step"\n', ("TrainRecipe.lr_schedule must be one of constant, cosine",)),
+        ('base = "quick"\nepochs = 0\n', ("'epochs' must be an integer in [1, 10000], got 0",)),
+        ('base = "quick"\nseeds = []\n', ("'seeds' must be a non-empty tuple",)),
+        ('base = "quick"\nseeds = [1, 1]\n', ("'seeds' must not repeat an entry",)),
+        ('base = "quick"\nlearning_rate = nan\n', ("'learning_rate'", "nan")),
+        ('base = "quick"\ncell_timeout_s = inf\n', ("'cell_timeout_s'", "inf")),
+        ('base = "quick"\n[timing]\nmin_duration_s = 50.0\n', ("'timing.max_duration_s'",)),
+        ('base = "quick"\n[robustness]\nepsilon = 2.0\n', ("'robustness.epsilon'",)),
+        ('base = "quick"\nlr_schedule = "step"\n', ("'lr_schedule' must be one of constant, cosine",)),
     ],
 )
 def test_out_of_range_named(tmp_path, text, parts):
@@ -247,17 +255,17 @@ def test_required_keys_without_base(tmp_path):
 
 def test_unknown_dataset_lists_valid_ones(tmp_path):
     path = write(tmp_path, "d.toml", 'name = "d"\ndataset = "cifar"\n')
-    expect_error(path, "Profile.dataset", "'cifar'", "fashion-mnist", "digits")
+    expect_error(path, "'dataset'", "'cifar'", "fashion-mnist", "digits")
 
 
 def test_unknown_model_lists_valid_ones(tmp_path):
     path = write(tmp_path, "m.toml", 'base = "smoke"\nmodel = "vgg"\n')
-    expect_error(path, "Profile.model", "'vgg'", "lenet5, lenet5-wide")
+    expect_error(path, "'model'", "'vgg'", "lenet5, lenet5-wide")
 
 
 def test_name_from_stem_must_be_valid(tmp_path):
     path = write(tmp_path, "my profile.toml", 'base = "smoke"\n')
-    expect_error(path, "Profile.name", "'my profile'")
+    expect_error(path, "'name'", "'my profile'")
 
 
 def test_from_dict_rejects_unknown_key():
@@ -324,3 +332,15 @@ def test_cli_env_shows_file_profile(tmp_path, capsys):
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["profile"] == "tiny"
     assert '"min_values": 30' in json.dumps(manifest)
+
+
+def test_field_names_rewritten_as_keys_or_options():
+    message = "TrainRecipe.epochs must be >= 1; TimingSpec.min_values and AttackParams.steps too; Profile.seeds"
+    assert name_fields_as_keys(message) == (
+        "'epochs' must be >= 1; 'timing.min_values' and 'robustness.steps' too; 'seeds'"
+    )
+    assert name_fields_as_keys(message, {"epochs": "--epochs", "seeds": "--seeds"}) == (
+        "--epochs must be >= 1; 'timing.min_values' and 'robustness.steps' too; --seeds"
+    )
+    # Words that merely contain a class name are left alone.
+    assert name_fields_as_keys("MyProfile.x stays") == "MyProfile.x stays"

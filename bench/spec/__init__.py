@@ -9,6 +9,7 @@ from bench.spec.profile import (
     TimingSpec,
     get_profile,
     load_profile_file,
+    name_fields_as_keys,
     resolve_profile,
 )
 from bench.spec.recipe import TrainRecipe
@@ -36,6 +37,7 @@ __all__ = [
     "lenet5",
     "load_profile_file",
     "load_weights",
+    "name_fields_as_keys",
     "resolve_profile",
     "save_weights",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -196,7 +197,7 @@ class Profile:
             start = {"timing": TimingSpec(), "robustness": AttackParams()}
             return cls(**_field_values(data, start))
         except ValueError as error:
-            raise ValueError(f"{source}: {error}") from None
+            raise ValueError(f"{source}: {name_fields_as_keys(str(error))}") from None
 
 
 PROFILES: dict[str, Profile] = {
@@ -290,10 +291,31 @@ def load_profile_file(path: str | os.PathLike) -> Profile:
     try:
         return _profile_from_file_data(data, path)
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{path}: {name_fields_as_keys(str(error))}") from None
 
 
 PROFILE_FIELDS = tuple(item.name for item in fields(Profile))
+
+# The spec classes whose fields a profile sets, and the table each one's fields sit in, in a profile file.
+_SPEC_TABLES = {"Profile": "", "TrainRecipe": "", "TimingSpec": "timing.", "AttackParams": "robustness."}
+_SPEC_FIELD = re.compile(r"\b(Profile|TrainRecipe|TimingSpec|AttackParams)\.(\w+)")
+
+
+def name_fields_as_keys(message: str, options: Mapping[str, str] | None = None) -> str:
+    """Rewrite the spec fields a validation message names as the user set them.
+
+    `TrainRecipe.epochs` becomes the profile-file key `'epochs'` and `TimingSpec.min_values` becomes
+    `'timing.min_values'`, unless `options` (profile key to command-line option, for the options given)
+    names the option that set the key, such as `--epochs`.
+    """
+    options = options or {}
+
+    def replace_field(match: re.Match) -> str:
+        key = _SPEC_TABLES[match.group(1)] + match.group(2)
+        return options.get(key, f"'{key}'")
+
+    return _SPEC_FIELD.sub(replace_field, message)
+
 _TUPLE_FIELDS = ("frameworks", "strategies", "seeds")
 _NESTED_FIELDS = {"timing": TimingSpec, "robustness": AttackParams}
 
