@@ -442,7 +442,7 @@ def render_markdown(
     lines += compression_section(frame)
     lines += int8_section(frame)
     lines += _framework_section(records)
-    lines += parity_section(run_dir.path)
+    lines += parity_section(run_dir.path, info.get("command"))
     lines += seeds_section(records)
     lines += coverage_section(records)
     lines += claim_section(claim_frame, claim_run_ids)

@@ -21,11 +21,20 @@ _COMPARISON_ROWS = (
 )
 
 
-def read_parity(run_dir: Path) -> tuple[dict | None, str | None]:
-    """Return (report, problem): the stored parity report, or why there is none to show."""
+def read_parity(run_dir: Path, command: str | None = None) -> tuple[dict | None, str | None]:
+    """Return (report, problem): the stored parity report, or why there is none to show.
+
+    `command` is the run's command line from run.json: it tells a run made with --no-parity from one
+    that predates the parity step of `bench all`.
+    """
     path = Path(run_dir) / PARITY_FILE
     if not path.exists():
-        return None, "this run has no parity report (it ran with --no-parity); `python -m bench parity` checks it"
+        why = (
+            "it ran with --no-parity"
+            if command and "--no-parity" in command.split()
+            else f"its directory has no {PARITY_FILE}; runs made before `bench all` ran the parity checks have none"
+        )
+        return None, f"this run has no parity report ({why}); `python -m bench parity` checks it"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -35,9 +44,9 @@ def read_parity(run_dir: Path) -> tuple[dict | None, str | None]:
     return report, None
 
 
-def parity_section(run_dir: Path) -> list[str]:
+def parity_section(run_dir: Path, command: str | None = None) -> list[str]:
     """Build the "Parity" section: do both frameworks compute and train the same network?"""
-    report, problem = read_parity(run_dir)
+    report, problem = read_parity(run_dir, command)
     lines = ["## Parity", ""]
     if report is None:
         return lines + [f"Not available: {problem}.", ""]
