@@ -27,45 +27,48 @@ class Floor(NamedTuple):
     int8_size_gzip_bytes_max: int | None = None  # the onnxruntime-int8 model, where the strategy has one
 
 
-# Chosen from run 20261205T001734Z (profile quick, Fashion-MNIST, seed 0, 2-core AMD EPYC), now in git
-# history; the run that replaced it, 20261205T030030Z, has the same accuracies in every cell:
-# - accuracy floor: the cell's lowest native-runtime accuracy minus 1 point, rounded down to 0.001.
-#   The peft-* strategies get 2 points, because they fine-tune on 1,000 images and vary more with the
-#   seed. A drop larger than that is a regression, not seed noise.
-# - size ceilings: the published gzip size plus 5%, rounded up to 100 bytes. The gzip size of the same
-#   architecture moves by well under 1% with the trained values, so 5% catches a lost pruning or
-#   quantization step, not retraining.
+# Chosen from the published full-profile run 20261205T071911Z (Fashion-MNIST, 20 epochs, seeds 0, 1
+# and 2, 2-core AMD EPYC), so that every seed's cell passes:
+# - accuracy floor: the lowest native-runtime accuracy over the cell's seeds minus 1 point, rounded down
+#   to 0.001. The peft-* strategies get 2 points, because they fine-tune on 1,000 images and vary more
+#   with the seed. A drop larger than that is a regression, not seed noise.
+# - size ceilings: the largest gzip size over the seeds plus 5%, rounded up to 100 bytes. The gzip size
+#   of one architecture moves by well under 1% with the trained values, so 5% catches a lost pruning or
+#   quantization step, not retraining. compress picks its pipeline per seed, so its largest seed sets it.
+# The floors before this run came from one quick-profile seed. Cells of other seeds fell below six of
+# them (prune-structured by 0.4 points, peft-lora by 0.6) and above one size ceiling by 0.8%: seed
+# spread, not a regression.
 FLOORS: dict[tuple[str, str], Floor] = {
-    ("baseline", "torch"): Floor(0.897, 242_900),  # published 0.9074, 231_271 B
-    ("baseline", "tf"): Floor(0.895, 241_300),  # published 0.9055, 229_757 B
-    ("augment", "torch"): Floor(0.875, 243_100),  # published 0.8857, 231_519 B
-    ("augment", "tf"): Floor(0.878, 241_500),  # published 0.8881, 229_950 B
-    ("regularize", "torch"): Floor(0.893, 243_400),  # published 0.9034, 231_747 B
-    ("regularize", "tf"): Floor(0.894, 241_800),  # published 0.9042, 230_222 B
-    ("adversarial", "torch"): Floor(0.844, 242_600),  # published 0.8540, 230_997 B
-    ("adversarial", "tf"): Floor(0.845, 240_800),  # published 0.8556, 229_263 B
-    ("distill", "torch"): Floor(0.897, 243_300),  # published 0.9079, 231_629 B
-    ("distill", "tf"): Floor(0.898, 241_700),  # published 0.9084, 230_101 B
-    ("prune-unstructured", "torch"): Floor(0.887, 48_200),  # published 0.8970, 45_884 B
-    ("prune-unstructured", "tf"): Floor(0.888, 44_400),  # published 0.8982, 42_255 B
-    ("prune-structured", "torch"): Floor(0.886, 64_700),  # published 0.8964, 61_547 B
-    ("prune-structured", "tf"): Floor(0.886, 63_000),  # published 0.8968, 59_950 B
-    ("lowrank", "torch"): Floor(0.892, 222_700),  # published 0.9023, 212_095 B
-    ("lowrank", "tf"): Floor(0.897, 220_600),  # published 0.9071, 210_084 B
-    ("quantize", "torch"): Floor(0.897, 242_900, 67_900),  # published 0.9074, 231_271 B, int8 64_596 B
-    ("quantize", "tf"): Floor(0.895, 241_300, 67_000),  # published 0.9055, 229_742 B, int8 63_740 B
-    ("compress", "torch"): Floor(0.887, 48_200, 18_700),  # published 0.8977, 45_868 B, int8 17_753 B
-    ("compress", "tf"): Floor(0.888, 46_800, 17_900),  # published 0.8988, 44_478 B, int8 17_039 B
-    ("peft-full", "torch"): Floor(0.912, 240_700),  # published 0.9322, 229_143 B
-    ("peft-full", "tf"): Floor(0.915, 238_900),  # published 0.9356, 227_458 B
-    ("peft-linear-probe", "torch"): Floor(0.817, 240_500),  # published 0.8376, 229_032 B
-    ("peft-linear-probe", "tf"): Floor(0.814, 238_900),  # published 0.8346, 227_460 B
-    ("peft-bitfit", "torch"): Floor(0.830, 240_500),  # published 0.8502, 229_024 B
-    ("peft-bitfit", "tf"): Floor(0.822, 238_900),  # published 0.8428, 227_445 B
-    ("peft-adapters", "torch"): Floor(0.865, 270_300),  # published 0.8850, 257_387 B
-    ("peft-adapters", "tf"): Floor(0.866, 268_500),  # published 0.8862, 255_702 B
-    ("peft-lora", "torch"): Floor(0.896, 240_700),  # published 0.9168, 229_198 B
-    ("peft-lora", "tf"): Floor(0.891, 239_100),  # published 0.9112, 227_651 B
+    ("baseline", "torch"): Floor(0.896, 243_600),  # lowest 0.9064, largest 231_916 B
+    ("baseline", "tf"): Floor(0.894, 241_900),  # lowest 0.9041, largest 230_302 B
+    ("augment", "torch"): Floor(0.884, 243_700),  # lowest 0.8946, largest 232_008 B
+    ("augment", "tf"): Floor(0.887, 241_900),  # lowest 0.8975, largest 230_362 B
+    ("regularize", "torch"): Floor(0.902, 244_100),  # lowest 0.9120, largest 232_445 B
+    ("regularize", "tf"): Floor(0.900, 242_400),  # lowest 0.9108, largest 230_851 B
+    ("adversarial", "torch"): Floor(0.856, 243_100),  # lowest 0.8667, largest 231_443 B
+    ("adversarial", "tf"): Floor(0.864, 241_400),  # lowest 0.8745, largest 229_840 B
+    ("distill", "torch"): Floor(0.892, 244_100),  # lowest 0.9021, largest 232_400 B
+    ("distill", "tf"): Floor(0.897, 242_400),  # lowest 0.9072, largest 230_773 B
+    ("prune-unstructured", "torch"): Floor(0.886, 48_800),  # lowest 0.8960, largest 46_419 B
+    ("prune-unstructured", "tf"): Floor(0.886, 47_000),  # lowest 0.8966, largest 44_750 B
+    ("prune-structured", "torch"): Floor(0.872, 64_700),  # lowest 0.8825, largest 61_601 B
+    ("prune-structured", "tf"): Floor(0.873, 63_000),  # lowest 0.8830, largest 59_968 B
+    ("lowrank", "torch"): Floor(0.896, 221_200),  # lowest 0.9066, largest 210_624 B
+    ("lowrank", "tf"): Floor(0.894, 219_200),  # lowest 0.9041, largest 208_738 B
+    ("quantize", "torch"): Floor(0.895, 243_600, 67_900),  # lowest 0.9055, largest 231_916 B, int8 64_650 B
+    ("quantize", "tf"): Floor(0.894, 241_900, 67_000),  # lowest 0.9041, largest 230_302 B, int8 63_800 B
+    ("compress", "torch"): Floor(0.886, 38_500, 16_500),  # lowest 0.8960, largest 36_580 B, int8 15_675 B
+    ("compress", "tf"): Floor(0.885, 46_400, 18_100),  # lowest 0.8959, largest 44_100 B, int8 17_178 B
+    ("peft-full", "torch"): Floor(0.901, 241_300),  # lowest 0.9216, largest 229_774 B
+    ("peft-full", "tf"): Floor(0.898, 239_600),  # lowest 0.9180, largest 228_143 B
+    ("peft-linear-probe", "torch"): Floor(0.812, 241_200),  # lowest 0.8326, largest 229_661 B
+    ("peft-linear-probe", "tf"): Floor(0.810, 239_500),  # lowest 0.8300, largest 228_034 B
+    ("peft-bitfit", "torch"): Floor(0.809, 241_200),  # lowest 0.8298, largest 229_657 B
+    ("peft-bitfit", "tf"): Floor(0.812, 239_500),  # lowest 0.8320, largest 228_042 B
+    ("peft-adapters", "torch"): Floor(0.846, 270_900),  # lowest 0.8666, largest 257_948 B
+    ("peft-adapters", "tf"): Floor(0.845, 269_100),  # lowest 0.8658, largest 256_279 B
+    ("peft-lora", "torch"): Floor(0.870, 241_400),  # lowest 0.8904, largest 229_901 B
+    ("peft-lora", "tf"): Floor(0.870, 239_700),  # lowest 0.8900, largest 228_261 B
 }
 
 INT8_ONNX_RUNTIME = "onnxruntime-int8"
@@ -197,7 +200,7 @@ def test_accuracy_floor_rejects_lower_accuracy(published_records):
 
     assert len(violations) == 1
     assert "quantize torch torch-eager" in violations[0]
-    assert "accuracy 0.5000 is below the floor 0.897" in violations[0]
+    assert "accuracy 0.5000 is below the floor 0.895" in violations[0]
 
 
 def test_size_ceiling_rejects_larger_exports(published_records):
@@ -210,5 +213,5 @@ def test_size_ceiling_rejects_larger_exports(published_records):
 
     assert len(violations) == 2
     assert "quantize tf (cell" in violations[0]
-    assert "300,000 bytes is above the ceiling 241,300" in violations[0]
+    assert "300,000 bytes is above the ceiling 241,900" in violations[0]
     assert "70,000 bytes is above the ceiling 67,000" in violations[1]
