@@ -139,7 +139,7 @@ def test_time_to_accuracy_not_reached_and_its_table():
     )
     cached = {**record, "cell_id": "other", "steps": [{"step": "train", "from_cache": True}]}
     table = "\n".join(time_to_accuracy_section([record, cached]))
-    assert "| baseline | torch | 0 | 0.89 | not reached | - | 2 | 0.100, 0.200 |" in table
+    assert "| baseline | torch | 0 | 0.89 | not reached | - | 2 | 0.1000, 0.2000 |" in table
     assert table.count("| baseline |") == 1  # the cell that loaded a cached network is left out
 
 
