@@ -394,7 +394,7 @@ def run_profile(
     summary = RunSummary(run_dir.path)
     lock = run_dir.lock()
     lock.acquire({"command": command_line(), "started_at": utc_now()})
-    previous_sigterm = _stop_on_sigterm()
+    previous_handlers = _stop_on_signals()
     try:
         _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume, parity)
     except KeyboardInterrupt as interruption:
@@ -409,23 +409,27 @@ def run_profile(
             run_dir.path,
         )
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for signal_number, previous in previous_handlers.items():
+            signal.signal(signal_number, previous)
         if not keep_data:
             shutil.rmtree(run_dir.path / "tmp", ignore_errors=True)
         lock.release()
     return summary
 
 
-def _stop_on_sigterm():
-    """Make SIGTERM raise RunInterrupted; return the previous handler, or None off the main thread."""
+def _stop_on_signals() -> dict:
+    """Make SIGINT and SIGTERM raise RunInterrupted; return the previous handlers (none off the main thread).
+
+    SIGINT is set too because Python leaves it ignored in a process started in the background (`cmd &`),
+    where `kill -INT` would otherwise do nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum, frame):
         raise RunInterrupted(signal.Signals(signum).name)
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _run_cells(profile, run_dir, summary, data_dir, backend_paths, resume, parity=False) -> None:

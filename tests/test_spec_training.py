@@ -399,7 +399,7 @@ def test_profile_from_dict_rejects_unknown_robustness_key():
 def test_profile_from_dict_rejects_invalid_robustness():
     data = PROFILES["smoke"].to_dict()
     data["robustness"] = {"method": "pgd", "epsilon": 3.0}
-    with pytest.raises(ValueError, match=re.escape("AttackParams.epsilon")):
+    with pytest.raises(ValueError, match=re.escape("'robustness.epsilon'")):
         Profile.from_dict(data)
 
 
