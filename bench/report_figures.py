@@ -135,7 +135,7 @@ def _sparse_log_label(value: float, _position) -> str:
 
 
 def _point_labels(kb: np.ndarray, accuracy: np.ndarray, strategies, int8: np.ndarray) -> list[tuple[float, float, str]]:
-    """One label per distinct point; strategies whose exports coincide (quantize's fp32 is the baseline) share it."""
+    """Build one label per distinct point, shared by strategies whose exports coincide (quantize's fp32 is the baseline)."""
     merged: dict[tuple[float, float], list[str]] = {}
     for x, y, strategy, quantized in zip(kb, accuracy, strategies, int8, strict=True):
         name = f"{strategy} int8" if quantized else strategy

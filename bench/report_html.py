@@ -28,7 +28,7 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; 
 nav ul { columns: 2; }
 """
 
-# A table cell that holds a number, with the report's marks: a sign, thousands commas, an exponent, a
+# A table cell that contains a number, with the report's marks: a sign, thousands commas, an exponent, a
 # spread (± 0.003), a unit suffix (%, x) and the flags ! and †. "-" (not measured) counts as a number.
 _NUMBER_CELL = re.compile(
     r"-|[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?: ± \d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)?%?x?(?: ?[!†])*"
@@ -49,7 +49,7 @@ def render_html(markdown_text: str, out_dir: Path, title: str = "twinbench resul
         return f'<h2 id="{headings[-1][0]}">{match.group(1)}</h2>'
 
     body = re.sub(r"<h2>(.*?)</h2>", anchor, body)
-    # Numbers align right, text left, as GitHub does with the Markdown when a column says nothing.
+    # Numbers align right, text left, as GitHub renders Markdown columns without an alignment.
     body = re.sub(r"<td>(.*?)</td>", _cell, body)
     return (
         "<!DOCTYPE html>\n"

@@ -24,7 +24,7 @@ _COMPARISON_ROWS = (
 def read_parity(run_dir: Path, command: str | None = None) -> tuple[dict | None, str | None]:
     """Return (report, problem): the stored parity report, or why there is none to show.
 
-    `command` is the run's command line from run.json: it tells a run made with --no-parity from one
+    `command` is the run's command line from run.json: it distinguishes a run made with --no-parity from one
     that predates the parity step of `bench all`.
     """
     path = Path(run_dir) / PARITY_FILE

@@ -10,7 +10,7 @@ def test_missing_file_of_a_no_parity_run(tmp_path):
     assert "it ran with --no-parity" in text
 
 
-def test_missing_file_of_an_older_run_does_not_blame_the_flag(tmp_path):
+def test_missing_file_older_run(tmp_path):
     text = "\n".join(parity_section(tmp_path, "python -m bench all"))
     assert "--no-parity" not in text
     assert f"its directory has no {PARITY_FILE}" in text
